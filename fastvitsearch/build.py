@@ -1,0 +1,120 @@
+"""Spec -> ``nn.Module`` on timm's ``FastVit`` and ``VisionTransformer`` (random weights).
+
+Nothing here re-implements a block: the hybrid builder passes the spec's per-stage lists to
+timm's ``FastVit`` constructor (any number of stages), and ViTs go to timm's
+``VisionTransformer`` with ``dynamic_img_size=True`` so one module accepts every resolution.
+The wrapper's :meth:`VisualEncoder.features` returns what a VLM consumes: ``[B, tokens, width]``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from timm.layers import LayerNorm, LayerNorm2d
+from timm.models.fastvit import FastVit, RepConditionalPosEnc
+from timm.models.vision_transformer import VisionTransformer
+from timm.utils.model import reparameterize_model
+from torch import nn
+
+from fastvitsearch.spec import EncoderSpec, HybridEncoderSpec, ViTSpec
+
+#: timm's FastViT positional encoding kernel (7x7 depthwise RepCPE).
+RCPE_KERNEL = (7, 7)
+
+
+class VisualEncoder(nn.Module):
+    """A timm backbone plus the knowledge of which of its outputs the VLM sees.
+
+    ``reparameterized`` records whether the module is in inference form, so timing code can
+    refuse to time a train-form FastViT (whose multi-branch blocks are much slower).
+    """
+
+    def __init__(self, spec: EncoderSpec, backbone: nn.Module, reparameterized: bool) -> None:
+        super().__init__()
+        self.spec = spec
+        self.backbone = backbone
+        self.reparameterized = reparameterized
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Visual tokens ``[B, tokens, feature_width]`` for a batch ``[B, 3, res, res]``."""
+        x = self.backbone.forward_features(images)
+        if isinstance(self.spec, ViTSpec):
+            return x[:, self.backbone.num_prefix_tokens :]  # drop CLS, as LLaVA does
+        return x.flatten(2).transpose(1, 2)
+
+    forward = features
+
+    def reparameterize(self) -> VisualEncoder:
+        """Fold train-time branches (RepMixer, MobileOne, RepCPE) into single convs, in place."""
+        if not self.reparameterized:
+            reparameterize_model(self.backbone, inplace=True)
+            self.reparameterized = True
+        return self
+
+
+def _build_hybrid(spec: HybridEncoderSpec, inference_mode: bool, device, dtype) -> FastVit:
+    stages = spec.stages
+    norm = partial(LayerNorm2d, eps=1e-5) if spec.attention_norm == "layernorm" else nn.BatchNorm2d
+    return FastVit(
+        layers=tuple(s.depth for s in stages),
+        token_mixers=tuple(s.mixer for s in stages),
+        embed_dims=tuple(s.width for s in stages),
+        mlp_ratios=tuple(s.mlp_ratio for s in stages),
+        downsamples=tuple(s.downsample for s in stages),
+        se_downsamples=tuple(s.se_downsample for s in stages),
+        pos_embs=tuple(
+            partial(RepConditionalPosEnc, spatial_shape=RCPE_KERNEL) if s.pos_enc == "rcpe" else None for s in stages
+        ),
+        cls_ratio=spec.expansion_ratio,
+        lkc_use_act=spec.lkc_use_act,
+        stem_use_scale_branch=spec.stem_scale_branch,
+        norm_layer=norm,
+        num_classes=0,
+        global_pool="",
+        inference_mode=inference_mode,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def _build_vit(spec: ViTSpec, resolution: int, device, dtype) -> VisionTransformer:
+    return VisionTransformer(
+        img_size=resolution,
+        patch_size=spec.patch,
+        embed_dim=spec.width,
+        depth=spec.depth,
+        num_heads=spec.heads,
+        mlp_ratio=spec.mlp_ratio,
+        class_token=spec.class_token,
+        pre_norm=spec.pre_norm,
+        norm_layer=partial(LayerNorm, eps=1e-5),
+        num_classes=0,
+        global_pool="",
+        dynamic_img_size=True,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def build_encoder(
+    spec: EncoderSpec,
+    resolution: int,
+    *,
+    inference_mode: bool = False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> VisualEncoder:
+    """Build ``spec`` with random weights for input ``resolution`` (validated against the stride).
+
+    ``inference_mode=True`` builds the reparameterized form directly (no train branches ever
+    allocated); with ``device="meta"`` nothing is allocated at all, which is how counting runs.
+    A ViT's learned position table is sized for ``resolution`` (so its parameter count depends
+    on it) and is interpolated by timm for other sizes.
+    """
+    spec.tokens(resolution)  # raises a SpecError naming `resolution` if it does not fit
+    if isinstance(spec, ViTSpec):
+        # a ViT has no train-time branches: it is always in inference form
+        return VisualEncoder(spec, _build_vit(spec, resolution, device, dtype), reparameterized=True)
+    backbone = _build_hybrid(spec, inference_mode, device, dtype)
+    return VisualEncoder(spec, backbone, reparameterized=inference_mode)

@@ -1,0 +1,225 @@
+"""Named encoder specs: the paper's three encoders, the FastViT family, tiny test variants.
+
+Each preset is data (a spec), mirroring timm's ``fastvit_*`` / ``vit_*`` registrations so the
+built modules match timm's parameter shapes exactly (tested). Sources: FastVLM (arXiv
+2412.13303) Sec. 3-4, timm ``fastvit.py`` / ``vision_transformer.py``, and
+``shared/reference/ARCHITECTURES.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastvitsearch.spec import (
+    EncoderSpec,
+    HybridEncoderSpec,
+    SpecError,
+    StageSpec,
+    ViTSpec,
+    spec_from_dict,
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A spec plus the facts a user needs to pick it: timm twin and the paper's resolution."""
+
+    spec: EncoderSpec
+    family: str
+    timm_model: str | None = None
+    paper_resolution: int | None = None
+    description: str = ""
+
+
+def _rep(depth: int, width: int, mlp: float, downsample: bool = True, se: bool = False) -> StageSpec:
+    return StageSpec(depth, width, "repmixer", mlp, "none", downsample, se)
+
+
+def _attn(depth: int, width: int, mlp: float, se: bool = False) -> StageSpec:
+    return StageSpec(depth, width, "attention", mlp, "rcpe", True, se)
+
+
+def _fastvit_sa(name: str, depths: tuple[int, ...], widths: tuple[int, ...]) -> HybridEncoderSpec:
+    """timm's FastViT SA/MA variants: 3 RepMixer stages, attention in stage 4, MLP ratio 4."""
+    stages = [_rep(d, w, 4.0, downsample=i > 0) for i, (d, w) in enumerate(zip(depths[:3], widths[:3], strict=True))]
+    return HybridEncoderSpec(name, (*stages, _attn(depths[3], widths[3], 4.0)))
+
+
+_PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(name: str, preset: Preset) -> None:
+    if name in _PRESETS:
+        raise ValueError(f"preset {name!r} is already registered")
+    _PRESETS[name] = preset
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise SpecError("encoder", f"unknown preset {name!r}; known presets: {', '.join(sorted(_PRESETS))}") from None
+
+
+def get_spec(name: str) -> EncoderSpec:
+    return get_preset(name).spec
+
+
+def preset_names(include_tiny: bool = True) -> list[str]:
+    return sorted(n for n, p in _PRESETS.items() if include_tiny or p.family != "tiny")
+
+
+# --- the paper's three encoders ----------------------------------------------------------------
+register_preset(
+    "fastvithd",
+    Preset(
+        HybridEncoderSpec(
+            "fastvithd",
+            (
+                _rep(2, 96, 4.0, downsample=False),
+                _rep(12, 192, 4.0),
+                _rep(24, 384, 4.0),
+                _attn(4, 768, 4.0),
+                _attn(2, 1536, 4.0),
+            ),
+            expansion_ratio=2.0,
+            attention_norm="layernorm",
+            stem_scale_branch=False,
+            lkc_use_act=True,
+        ),
+        family="FastViTHD",
+        timm_model="fastvit_mci3",
+        paper_resolution=1024,
+        description="FastVLM's encoder: 5 stages, stride 64, 256 tokens at 1024 px",
+    ),
+)
+register_preset(
+    "fastvit",
+    Preset(
+        HybridEncoderSpec(
+            "fastvit",
+            (
+                _rep(4, 80, 3.0, downsample=False),
+                _rep(12, 160, 3.0),
+                _rep(24, 320, 3.0, se=True),
+                _attn(4, 640, 3.0, se=True),
+            ),
+            lkc_use_act=True,
+        ),
+        family="FastViT",
+        timm_model="fastvit_mci2",
+        paper_resolution=768,
+        description="the paper's 'FastViT' (MobileCLIP MCi2): 4 stages, stride 32",
+    ),
+)
+register_preset(
+    "vit_l14",
+    Preset(
+        ViTSpec("vit_l14", patch=14, depth=24, width=1024, heads=16),
+        family="ViT-L/14",
+        timm_model="vit_large_patch14_clip_336",
+        paper_resolution=336,
+        description="CLIP ViT-L/14 (LLaVA-1.5's encoder); 576 tokens at 336 px",
+    ),
+)
+
+# --- the FastViT family (timm, 4 stages, stride 32) --------------------------------------------
+register_preset(
+    "fastvit_t8",
+    Preset(
+        HybridEncoderSpec(
+            "fastvit_t8",
+            tuple(
+                _rep(d, w, 3.0, downsample=i > 0)
+                for i, (d, w) in enumerate(zip((2, 2, 4, 2), (48, 96, 192, 384), strict=True))
+            ),
+        ),
+        family="FastViT",
+        timm_model="fastvit_t8",
+        description="FastViT-T8: all RepMixer",
+    ),
+)
+for _name, _depths, _widths in (
+    ("fastvit_sa12", (2, 2, 6, 2), (64, 128, 256, 512)),
+    ("fastvit_sa24", (4, 4, 12, 4), (64, 128, 256, 512)),
+    ("fastvit_sa36", (6, 6, 18, 6), (64, 128, 256, 512)),
+    ("fastvit_ma36", (6, 6, 18, 6), (76, 152, 304, 608)),
+):
+    register_preset(
+        _name,
+        Preset(
+            _fastvit_sa(_name, _depths, _widths),
+            family="FastViT",
+            timm_model=_name,
+            description=f"FastViT-{_name.split('_')[1].upper()}: attention in stage 4",
+        ),
+    )
+
+# --- tiny variants: same structure, seconds to build and run on a CPU --------------------------
+register_preset(
+    "tiny_fastvit",
+    Preset(
+        HybridEncoderSpec(
+            "tiny_fastvit",
+            (_rep(1, 16, 2.0, downsample=False), _rep(1, 32, 2.0), _rep(1, 64, 2.0), _attn(1, 128, 2.0)),
+        ),
+        family="tiny",
+        paper_resolution=256,
+        description="test-size FastViT: stride 32",
+    ),
+)
+register_preset(
+    "tiny_fastvithd",
+    Preset(
+        HybridEncoderSpec(
+            "tiny_fastvithd",
+            (
+                _rep(1, 16, 2.0, downsample=False),
+                _rep(1, 32, 2.0),
+                _rep(1, 64, 2.0),
+                _attn(1, 64, 2.0),
+                _attn(1, 128, 2.0),
+            ),
+            attention_norm="layernorm",
+            stem_scale_branch=False,
+            lkc_use_act=True,
+        ),
+        family="tiny",
+        paper_resolution=256,
+        description="test-size FastViTHD: 5 stages, stride 64",
+    ),
+)
+register_preset(
+    "tiny_vit",
+    Preset(
+        ViTSpec("tiny_vit", patch=16, depth=2, width=64, heads=2),
+        family="tiny",
+        paper_resolution=64,
+        description="test-size ViT: patch 16, 2 blocks",
+    ),
+)
+
+
+def resolve_encoder(value: str | Mapping[str, Any] | EncoderSpec) -> EncoderSpec:
+    """Turn a config value into a spec: a preset name, ``{preset: name}`` or ``{spec: {...}}``."""
+    if isinstance(value, HybridEncoderSpec | ViTSpec):
+        return value
+    if isinstance(value, str):
+        return get_spec(value)
+    if isinstance(value, Mapping):
+        if "spec" in value and value["spec"] is not None:
+            return spec_from_dict(dict(value["spec"]))
+        if "preset" in value:
+            return get_spec(value["preset"])
+    raise SpecError("encoder", f"expected a preset name, {{preset: name}} or {{spec: ...}}, got {value!r}")
+
+
+def default_resolution(value: str | Mapping[str, Any] | EncoderSpec) -> int:
+    """The paper's resolution for a preset; custom specs must say their resolution."""
+    name = value if isinstance(value, str) else (value.get("preset") if isinstance(value, Mapping) else None)
+    resolution = get_preset(name).paper_resolution if name else None
+    if resolution is None:
+        raise SpecError("resolution", "required: this encoder has no default resolution")
+    return resolution

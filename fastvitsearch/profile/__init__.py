@@ -1,0 +1,1 @@
+"""Profiling of (encoder, resolution, LLM) points: counting now, timing and TTFT later."""

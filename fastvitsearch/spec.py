@@ -1,0 +1,272 @@
+"""Encoder architectures as plain, frozen data.
+
+A spec says *what* an encoder is (stages, depths, widths, token mixers, strides); it knows
+nothing of torch. Everything that can be derived from a spec — output stride, visual tokens
+at a resolution, feature width, a content hash used as a cache key — is a function of it and
+is never stored twice. Validation happens at construction and every error names the field
+that is wrong, so a bad Hydra override or search-space sample fails with a readable message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+MIXERS = ("repmixer", "attention")
+POS_ENCODINGS = ("none", "rcpe")
+ATTENTION_NORMS = ("batchnorm", "layernorm")
+#: timm's FastViT ``Attention`` hard-codes 32 channels per head.
+ATTENTION_HEAD_DIM = 32
+#: the FastViT convolutional stem downsamples by 4 (two stride-2 MobileOne blocks).
+STEM_STRIDE = 4
+MIN_STAGES, MAX_STAGES = 1, 7
+
+
+class SpecError(ValueError):
+    """An invalid spec or (spec, resolution) pair; ``field`` names what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def _require_positive(field: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise SpecError(field, f"must be a positive number, got {value!r}")
+
+
+def _require_positive_int(field: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SpecError(field, f"must be a positive integer, got {value!r}")
+
+
+def _content_hash(kind: str, payload: dict[str, Any]) -> str:
+    """Stable 16-hex-digit hash of the architecture (names excluded, so renames share caches)."""
+    canonical = json.dumps({"kind": kind, **payload}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def check_resolution(resolution: int, stride: int, field: str = "resolution") -> None:
+    """Raise a :class:`SpecError` unless ``resolution`` is a positive multiple of ``stride``.
+
+    The message proposes the nearest valid resolutions, because "not divisible" alone leaves
+    the user to do the arithmetic.
+    """
+    _require_positive_int(field, resolution)
+    if resolution % stride:
+        lower = (resolution // stride) * stride
+        options = [r for r in (lower, lower + stride) if r > 0]
+        raise SpecError(
+            field,
+            f"{resolution} px is not a multiple of the output stride {stride}; "
+            f"use {' or '.join(str(r) for r in options)}",
+        )
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of a hybrid (FastViT-style) encoder.
+
+    ``downsample`` puts a stride-2 patch embedding (7x7 large-kernel conv + 1x1) in front of
+    the stage; a width change needs one. ``pos_enc="rcpe"`` adds timm's 7x7 depthwise
+    conditional positional encoding before the blocks (used before attention stages).
+    """
+
+    depth: int
+    width: int
+    mixer: str = "repmixer"
+    mlp_ratio: float = 3.0
+    pos_enc: str = "none"
+    downsample: bool = True
+    se_downsample: bool = False
+
+    def validate(self, prefix: str) -> None:
+        _require_positive_int(f"{prefix}.depth", self.depth)
+        _require_positive_int(f"{prefix}.width", self.width)
+        _require_positive(f"{prefix}.mlp_ratio", self.mlp_ratio)
+        if self.mixer not in MIXERS:
+            raise SpecError(f"{prefix}.mixer", f"unknown token mixer {self.mixer!r}; one of {MIXERS}")
+        if self.pos_enc not in POS_ENCODINGS:
+            raise SpecError(
+                f"{prefix}.pos_enc", f"unknown positional encoding {self.pos_enc!r}; one of {POS_ENCODINGS}"
+            )
+        if self.mixer == "attention" and self.width % ATTENTION_HEAD_DIM:
+            raise SpecError(
+                f"{prefix}.width",
+                f"{self.width} is not divisible by the attention head dim {ATTENTION_HEAD_DIM} "
+                "(fixed in timm's FastViT attention)",
+            )
+
+
+@dataclass(frozen=True)
+class HybridEncoderSpec:
+    """A FastViT-family encoder: conv stem, stages of RepMixer or attention blocks, final conv.
+
+    The final expansion conv (``final_conv`` in timm, ``conv_exp`` in Apple's code) widens the
+    last stage by ``expansion_ratio``; its output is what the VLM projector consumes.
+    """
+
+    name: str
+    stages: tuple[StageSpec, ...]
+    expansion_ratio: float = 2.0
+    attention_norm: str = "batchnorm"
+    stem_scale_branch: bool = True
+    lkc_use_act: bool = False
+
+    kind: ClassVar[str] = "hybrid"
+
+    def __post_init__(self) -> None:
+        # Accept lists (from YAML) but store tuples so the spec stays hashable and frozen.
+        stages = tuple(s if isinstance(s, StageSpec) else StageSpec(**dict(s)) for s in self.stages)
+        object.__setattr__(self, "stages", stages)
+        if not MIN_STAGES <= len(stages) <= MAX_STAGES:
+            raise SpecError("stages", f"needs {MIN_STAGES} to {MAX_STAGES} stages, got {len(stages)}")
+        previous_width = stages[0].width
+        for i, stage in enumerate(stages):
+            stage.validate(f"stages[{i}]")
+            if stage.width != previous_width and not stage.downsample:
+                raise SpecError(
+                    f"stages[{i}].downsample",
+                    f"width changes {previous_width}->{stage.width} but downsample is False; "
+                    "only a patch embedding can change the width",
+                )
+            previous_width = stage.width
+        _require_positive("expansion_ratio", self.expansion_ratio)
+        if self.attention_norm not in ATTENTION_NORMS:
+            raise SpecError("attention_norm", f"unknown norm {self.attention_norm!r}; one of {ATTENTION_NORMS}")
+
+    @property
+    def downsampling_depth(self) -> int:
+        """Number of stride-2 stages after the stem; stride 32 vs 64 differ by one."""
+        return sum(s.downsample for s in self.stages)
+
+    @property
+    def output_stride(self) -> int:
+        return STEM_STRIDE * 2**self.downsampling_depth
+
+    @property
+    def feature_width(self) -> int:
+        return int(self.stages[-1].width * self.expansion_ratio)
+
+    @property
+    def first_attention_stage(self) -> int | None:
+        return next((i for i, s in enumerate(self.stages) if s.mixer == "attention"), None)
+
+    def grid(self, resolution: int) -> int:
+        check_resolution(resolution, self.output_stride)
+        return resolution // self.output_stride
+
+    def tokens(self, resolution: int) -> int:
+        return self.grid(resolution) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    @property
+    def content_hash(self) -> str:
+        payload = dataclasses.asdict(self)
+        payload.pop("name")
+        return _content_hash(self.kind, payload)
+
+
+@dataclass(frozen=True)
+class ViTSpec:
+    """A plain ViT (CLIP-style: pre-norm, class token); tokens exclude the class token."""
+
+    name: str
+    patch: int
+    depth: int
+    width: int
+    heads: int
+    mlp_ratio: float = 4.0
+    class_token: bool = True
+    pre_norm: bool = True
+
+    kind: ClassVar[str] = "vit"
+
+    def __post_init__(self) -> None:
+        for field in ("patch", "depth", "width", "heads"):
+            _require_positive_int(field, getattr(self, field))
+        _require_positive("mlp_ratio", self.mlp_ratio)
+        if self.width % self.heads:
+            raise SpecError("width", f"{self.width} is not divisible by heads={self.heads} (head dim must be whole)")
+
+    @property
+    def downsampling_depth(self) -> int:
+        """A ViT downsamples once, by the patch size; reported for table symmetry."""
+        return 1
+
+    @property
+    def output_stride(self) -> int:
+        return self.patch
+
+    @property
+    def feature_width(self) -> int:
+        return self.width
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    def grid(self, resolution: int) -> int:
+        check_resolution(resolution, self.patch)
+        return resolution // self.patch
+
+    def tokens(self, resolution: int) -> int:
+        # LLaVA-style VLMs drop the class token: the LLM sees patch tokens only.
+        return self.grid(resolution) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    @property
+    def content_hash(self) -> str:
+        payload = dataclasses.asdict(self)
+        payload.pop("name")
+        return _content_hash(self.kind, payload)
+
+
+EncoderSpec = HybridEncoderSpec | ViTSpec
+_KINDS: dict[str, type[HybridEncoderSpec] | type[ViTSpec]] = {
+    "hybrid": HybridEncoderSpec,
+    "vit": ViTSpec,
+}
+
+
+def spec_from_dict(data: dict[str, Any]) -> EncoderSpec:
+    """Build a spec from plain data (YAML/JSON), naming the field on unknown keys."""
+    data = dict(data)
+    kind = data.pop("kind", "hybrid")
+    if kind not in _KINDS:
+        raise SpecError("kind", f"unknown encoder kind {kind!r}; one of {tuple(_KINDS)}")
+    cls = _KINDS[kind]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SpecError(unknown[0], f"unknown field for a {kind} encoder; known: {sorted(known)}")
+    data.setdefault("name", "custom")
+    if cls is HybridEncoderSpec:
+        stages = data.get("stages")
+        if not isinstance(stages, list | tuple):
+            raise SpecError("stages", f"must be a list of stage mappings, got {stages!r}")
+        stage_fields = {f.name for f in dataclasses.fields(StageSpec)}
+        parsed = []
+        for i, stage in enumerate(stages):
+            if isinstance(stage, StageSpec):
+                parsed.append(stage)
+                continue
+            extra = sorted(set(stage) - stage_fields)
+            if extra:
+                raise SpecError(f"stages[{i}].{extra[0]}", f"unknown stage field; known: {sorted(stage_fields)}")
+            missing = sorted({"depth", "width"} - set(stage))
+            if missing:
+                raise SpecError(f"stages[{i}].{missing[0]}", "is required")
+            parsed.append(StageSpec(**stage))
+        data["stages"] = tuple(parsed)
+    try:
+        return cls(**data)
+    except TypeError as err:  # a missing required field
+        raise SpecError(kind, str(err)) from err

@@ -1,0 +1,58 @@
+"""The profile CLI: Hydra composition, JSON output, clear errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from fastvitsearch.profile.__main__ import profile
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def _cfg(*overrides):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="profile", overrides=list(overrides))
+
+
+def test_resolution_defaults_to_the_papers_and_accepts_lists():
+    assert [c.resolution for c in profile(_cfg("encoder=vit_l14"))] == [336]
+    counts = profile(_cfg("encoder=tiny_fastvithd", "resolution=[128,256]"))
+    assert [(c.resolution, c.visual_tokens) for c in counts] == [(128, 4), (256, 16)]
+
+
+def test_custom_spec_file_is_an_encoder_option():
+    (counts,) = profile(_cfg("encoder=custom_example", "resolution=512"))
+    assert counts.encoder == "custom_example" and counts.visual_tokens == 64
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "fastvitsearch.profile", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_json_has_the_documented_fields_and_errors_name_the_field():
+    out = _run("encoder=tiny_fastvithd", "resolution=256", "format=json")
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout.strip())
+    for key in (
+        "encoder",
+        "resolution",
+        "visual_tokens",
+        "params",
+        "params_reparameterized",
+        "macs",
+        "macs_by_op",
+        "uncounted_ops",
+        "output_stride",
+        "feature_width",
+    ):
+        assert key in record
+    bad = _run("encoder=tiny_fastvithd", "resolution=100")
+    assert bad.returncode != 0
+    assert "resolution: 100 px is not a multiple of the output stride 64; use 64 or 128" in bad.stderr
+    typo = _run("encoder=fastvithdd")
+    assert typo.returncode != 0 and "Could not find 'encoder/fastvithdd'" in typo.stderr
