@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from fastvitsearch.profile.__main__ import profile
@@ -18,14 +19,14 @@ def _cfg(*overrides):
 
 
 def test_resolution_defaults_to_the_papers_and_accepts_lists():
-    assert [c.resolution for c in profile(_cfg("encoder=vit_l14"))] == [336]
+    assert [c["resolution"] for c in profile(_cfg("encoder=vit_l14"))] == [336]
     counts = profile(_cfg("encoder=tiny_fastvithd", "resolution=[128,256]"))
-    assert [(c.resolution, c.visual_tokens) for c in counts] == [(128, 4), (256, 16)]
+    assert [(c["resolution"], c["visual_tokens"]) for c in counts] == [(128, 4), (256, 16)]
 
 
 def test_custom_spec_file_is_an_encoder_option():
     (counts,) = profile(_cfg("encoder=custom_example", "resolution=512"))
-    assert counts.encoder == "custom_example" and counts.visual_tokens == 64
+    assert counts["encoder"] == "custom_example" and counts["visual_tokens"] == 64
 
 
 def _run(*args):
@@ -56,3 +57,30 @@ def test_cli_json_has_the_documented_fields_and_errors_name_the_field():
     assert "resolution: 100 px is not a multiple of the output stride 64; use 64 or 128" in bad.stderr
     typo = _run("encoder=fastvithdd")
     assert typo.returncode != 0 and "Could not find 'encoder/fastvithdd'" in typo.stderr
+
+
+def test_paper_profile_composes_table_6_ttft():
+    (record,) = profile(_cfg("encoder=fastvithd", "device=paper_m1max", "llm=qwen2_0_5b"))
+    assert record["latency_ms"]["median"] == 116.3 and record["latency_ms"]["source"] == "published:Table 10 R3"
+    assert record["prefill_ms"] == {"value": 50.5, "source": "published:Table 10 R3", "error": None, "detail": None}
+    assert record["ttft_ms"]["value"] == 166.8  # Table 6 prints 166
+
+
+def test_cpu_profile_has_latency_prefill_and_ttft_with_sources(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTVITSEARCH_CACHE", str(tmp_path))
+    overrides = [
+        "encoder=tiny_fastvithd",
+        "resolution=128",
+        "device=cpu",
+        "llm=tiny_llm",
+        "timing.warmup_seconds=0",
+        "timing.min_runs=3",
+        "timing.budget_seconds=0.1",
+    ]
+    (record,) = profile(_cfg(*overrides))
+    for key in ("median", "iqr", "p90", "n", "noisy"):
+        assert key in record["latency_ms"]
+    assert record["latency_ms"]["source"].startswith("measured:")
+    assert record["prefill_ms"]["source"].startswith("measured:")
+    parts = record["latency_ms"]["median"] + record["projector_ms"]["value"] + record["prefill_ms"]["value"]
+    assert record["ttft_ms"]["value"] == pytest.approx(parts, abs=1e-3)

@@ -1,30 +1,85 @@
-"""``python -m fastvitsearch.profile encoder=<preset> resolution=<px or list> [format=json]``."""
+"""``python -m fastvitsearch.profile encoder=<preset> resolution=<px or list> [device=…] [llm=…]``."""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from fastvitsearch.llm import resolve_llm
 from fastvitsearch.presets import default_resolution, resolve_encoder
-from fastvitsearch.profile.count import EncoderCounts, count_encoder
-from fastvitsearch.profile.table import counts_table
+from fastvitsearch.profile.count import count_encoder
+from fastvitsearch.profile.devices import make_device
+from fastvitsearch.profile.runtimes import RuntimeMismatch, check_runtime
+from fastvitsearch.profile.table import records_table
+from fastvitsearch.profile.timing import TimingProtocol
+from fastvitsearch.profile.ttft import ttft
 from fastvitsearch.spec import SpecError
 
 
-def _resolutions(cfg: DictConfig, encoder_cfg: dict) -> list[int]:
+def _resolutions(cfg: DictConfig, encoder_cfg: Any) -> list[int]:
     value = cfg.resolution
     if value is None:
         return [default_resolution(encoder_cfg)]
-    return list(value) if OmegaConf.is_list(value) else [value]
+    return [int(r) for r in (value if OmegaConf.is_list(value) else [value])]
 
 
-def profile(cfg: DictConfig) -> list[EncoderCounts]:
+def _latency_fields(estimate) -> dict[str, Any]:
+    detail = estimate.detail or {}
+    return {
+        "median": estimate.value,
+        "iqr": detail.get("iqr_ms"),
+        "p90": detail.get("p90_ms"),
+        "n": detail.get("n"),
+        "noisy": detail.get("noisy"),
+        "source": estimate.source,
+        "error": estimate.error,
+        "environment": detail.get("environment"),
+    }
+
+
+def profile(cfg: DictConfig) -> list[dict[str, Any]]:
+    """One record per resolution: counts, plus latency parts and TTFT when a device is given."""
     encoder_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
     spec = resolve_encoder(encoder_cfg)
-    return [count_encoder(spec, int(r)) for r in _resolutions(cfg, encoder_cfg)]
+    resolutions = _resolutions(cfg, encoder_cfg)
+    if cfg.device is None:
+        return [count_encoder(spec, r).to_dict() for r in resolutions]
+    check_runtime(cfg.runtime)
+    options = {}
+    if cfg.device != "paper_m1max":
+        options = dict(
+            runtime=cfg.runtime,
+            threads=int(cfg.threads),
+            force=bool(cfg.force),
+            protocol=TimingProtocol(**cfg.timing),
+            max_measured_llm_params=float(cfg.max_measured_llm_params),
+        )
+    device = make_device(cfg.device, **options)
+    records = []
+    for resolution in resolutions:
+        if cfg.llm is None:
+            record = count_encoder(spec, resolution).to_dict()
+            record["latency_ms"] = _latency_fields(device.encoder_latency(spec, resolution))
+        else:
+            llm = resolve_llm(OmegaConf.to_container(cfg.llm) if OmegaConf.is_config(cfg.llm) else cfg.llm)
+            result = ttft(spec, resolution, llm, device, text_tokens=int(cfg.text_tokens))
+            record = result.counts.to_dict()
+            record.update(
+                llm=result.llm,
+                device=result.device,
+                text_tokens=result.text_tokens,
+                latency_ms=_latency_fields(result.encoder_ms),
+                projector_ms=result.projector_ms.to_dict(),
+                prefill_ms=result.prefill_ms.to_dict(),
+                ttft_ms=result.ttft_ms.to_dict(),
+            )
+        record["device"] = device.name
+        records.append(record)
+    return records
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="profile")
@@ -32,14 +87,14 @@ def main(cfg: DictConfig) -> None:
     if cfg.format not in ("table", "json"):
         sys.exit(f"error: format: {cfg.format!r} is not one of 'table', 'json'")
     try:
-        counts = profile(cfg)
-    except SpecError as err:
+        records = profile(cfg)
+    except (SpecError, RuntimeMismatch, ValueError) as err:
         sys.exit(f"error: {err}")
     if cfg.format == "json":
-        for c in counts:
-            print(json.dumps(c.to_dict()))
+        for record in records:
+            print(json.dumps(record))
     else:
-        print(counts_table(counts))
+        print(records_table(records))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,247 @@
+"""Device profiles: where each latency part comes from.
+
+- ``cpu`` / ``cuda`` (:class:`LocalDevice`): measured here with the timing protocol; LLMs too
+  large to measure (over ``max_measured_llm_params``) are predicted from a prefill model
+  calibrated on the LLMs that were measured, labelled ``predicted`` with its held-out error.
+- ``paper_m1max`` (:class:`PaperM1Max`): the FastVLM paper's M1 Max components (encoder
+  latency and LLM prefill, Table 10 first), used directly where published; elsewhere a
+  work-based fit on the published points, labelled ``predicted`` with its leave-one-out error.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+
+from fastvitsearch.llm import LLM_PRESETS, PAPER_NAMES, LLMSpec, build_llm
+from fastvitsearch.paper import paper_results, rows_for
+from fastvitsearch.presets import get_spec
+from fastvitsearch.profile.cache import MeasurementCache
+from fastvitsearch.profile.count import count_encoder
+from fastvitsearch.profile.estimate import Estimate
+from fastvitsearch.profile.latency_model import LinearLatencyModel, fit_latency
+from fastvitsearch.profile.measure import measure_encoder, measure_prefill, measure_projector, prefill_dtype
+from fastvitsearch.profile.timing import TimingProtocol
+from fastvitsearch.spec import EncoderSpec, SpecError
+
+DEVICES = ("cpu", "cuda", "paper_m1max")
+
+
+@dataclass
+class LocalDevice:
+    """Measures on this machine's CPU or GPU; caches every measurement on disk."""
+
+    device: str = "cpu"
+    runtime: str = "eager"
+    threads: int = 1
+    protocol: TimingProtocol = field(default_factory=TimingProtocol)
+    cache: MeasurementCache | None = field(default_factory=MeasurementCache)
+    force: bool = False
+    max_measured_llm_params: float = 2e9
+    calibration_llms: tuple[str, ...] = ("qwen2_0_5b", "qwen2_1_5b")
+    calibration_tokens: tuple[int, ...] = (16, 64, 256)
+
+    def __post_init__(self) -> None:
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise SpecError("device", "cuda was asked for but torch sees no CUDA device")
+        self.torch_device = torch.device(self.device)
+        self.name = self.device
+        self._llm: tuple[str, torch.nn.Module] | None = None
+        self._prefill_model: LinearLatencyModel | None = None
+
+    def encoder_latency(self, spec: EncoderSpec, resolution: int) -> Estimate:
+        return measure_encoder(
+            spec,
+            resolution,
+            device=self.torch_device,
+            runtime=self.runtime,
+            threads=self.threads,
+            protocol=self.protocol,
+            cache=self.cache,
+            force=self.force,
+        )
+
+    def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Estimate:
+        return measure_projector(
+            feature_width,
+            tokens,
+            llm,
+            device=self.torch_device,
+            threads=self.threads,
+            protocol=self.protocol,
+            cache=self.cache,
+            force=self.force,
+        )
+
+    def _model(self, llm: LLMSpec) -> torch.nn.Module:
+        """One random-weight LLM kept at a time: building a 1.5B model costs seconds and GBs."""
+        if self._llm is None or self._llm[0] != llm.name:
+            self._llm = None
+            self._llm = (llm.name, build_llm(llm, device=self.torch_device, dtype=prefill_dtype(self.torch_device)))
+        return self._llm[1]
+
+    def _measured_prefill(self, llm: LLMSpec, tokens: int) -> Estimate:
+        kwargs = dict(device=self.torch_device, threads=self.threads, cache=self.cache, force=self.force)
+        return measure_prefill(llm, tokens, model=_Lazy(lambda: self._model(llm)), **kwargs)
+
+    def prefill_latency(self, llm: LLMSpec, tokens: int) -> Estimate:
+        if llm.params <= self.max_measured_llm_params:
+            return self._measured_prefill(llm, tokens)
+        return self.prefill_model().estimate(llm.prefill_flops(tokens))
+
+    def prefill_model(self) -> LinearLatencyModel:
+        """``t = a + FLOPs/R`` over every measured (LLM, length); error: leave-one-LLM-out."""
+        if self._prefill_model is None:
+            self._prefill_model = self._calibrate_prefill()
+        return self._prefill_model
+
+    def _calibrate_prefill(self) -> LinearLatencyModel:
+        llms = [LLM_PRESETS[n] for n in self.calibration_llms if LLM_PRESETS[n].params <= self.max_measured_llm_params]
+        if not llms:
+            raise SpecError("device.calibration_llms", "no calibration LLM is small enough to measure")
+        points = [
+            (llm, llm.prefill_flops(t), self._measured_prefill(llm, t).value)
+            for llm in llms
+            for t in self.calibration_tokens
+        ]
+        model = fit_latency(
+            f"prefill-fit[{'+'.join(self.calibration_llms)}]@{self.name}",
+            [p[1] for p in points],
+            [p[2] for p in points],
+        )
+        if len(llms) > 1:  # held-out error across model sizes, the error that matters for 7B
+            errors = []
+            for held in llms:
+                fit = fit_latency(
+                    "held", [p[1] for p in points if p[0] != held], [p[2] for p in points if p[0] != held]
+                )
+                errors += [abs(fit.predict(f) - t) / t for llm, f, t in points if llm == held]
+            model = LinearLatencyModel(**{**model.__dict__, "loo_error": round(sum(errors) / len(errors), 4)})
+        return model
+
+
+class _Lazy(torch.nn.Module):
+    """Builds the LLM only if the cache misses (a cached prefill needs no model)."""
+
+    def __init__(self, factory) -> None:
+        super().__init__()
+        self._factory = factory
+
+    def forward(self, *args, **kwargs):
+        return self._factory()(*args, **kwargs)
+
+
+# --- the paper's M1 Max ---------------------------------------------------------------------------
+#: Table 4 is left out: its FastViTHD latencies are a second series, ~2x Table 10's, and every
+#: Table 6 TTFT is built from Table 10 (see the CSV's notes).
+_TABLE_PRIORITY = ("Table 10", "Table 1", "Table 12", "Table 3")
+
+
+def _table_rank(table: str) -> int:
+    return next(
+        (i for i, prefix in enumerate(_TABLE_PRIORITY) if table.startswith(prefix + " ") or table == prefix),
+        len(_TABLE_PRIORITY),
+    )
+
+
+@dataclass
+class PaperM1Max:
+    """Published M1 Max components (Core ML encoder on the ANE, MLX FP16 LLM on the GPU)."""
+
+    name: str = "paper_m1max"
+
+    def __post_init__(self) -> None:
+        self._encoder_points = self._published_encoder_latencies()
+        self._prefill_points = self._published_prefills()
+
+    @staticmethod
+    def _published_encoder_latencies() -> dict[tuple[str, int], tuple[float, str]]:
+        """(spec hash, resolution) -> (ms, table); Table 10 wins (every Table 6 TTFT uses it)."""
+        points: dict[tuple[str, int], tuple[float, str, int]] = {}
+        for preset in ("fastvithd", "fastvit", "vit_l14"):
+            spec = get_spec(preset)
+            for row in rows_for(preset, "encoder_latency").itertuples():
+                resolution = row.resolution_px
+                if resolution != resolution or int(resolution) % spec.output_stride:
+                    continue  # not a single resolution, or one our spec cannot take (e.g. 224 @ stride 64)
+                key = (spec.content_hash, int(resolution))
+                rank = _table_rank(row.source_table_or_figure)
+                if rank == len(_TABLE_PRIORITY):
+                    continue
+                if key not in points or rank < points[key][2]:
+                    points[key] = (float(row.value), row.source_table_or_figure, rank)
+        return {k: (v, t) for k, (v, t, _) in points.items()}
+
+    @staticmethod
+    def _published_prefills() -> dict[tuple[str, int], tuple[float, str]]:
+        """(LLM preset, visual tokens) -> (ms, tables); conflicting rows resolved by majority."""
+        frame = paper_results()
+        values: dict[tuple[str, int], list[tuple[float, str]]] = {}
+        for preset, paper_name in PAPER_NAMES.items():
+            rows = frame[(frame["metric"] == "LLM_prefill") & (frame["llm"] == paper_name)]
+            for row in rows.itertuples():
+                encoder = next(
+                    (
+                        p
+                        for p in ("fastvithd", "fastvit", "vit_l14")
+                        if row.encoder in rows_for(p, "LLM_prefill")["encoder"].values
+                    ),
+                    None,
+                )
+                resolution = row.resolution_px
+                if encoder is None or resolution != resolution or int(resolution) % get_spec(encoder).output_stride:
+                    continue
+                tokens = get_spec(encoder).tokens(int(resolution))
+                values.setdefault((preset, tokens), []).append((float(row.value), row.source_table_or_figure))
+        chosen = {}
+        for key, entries in values.items():
+            value, _ = Counter(v for v, _ in entries).most_common(1)[0]
+            tables = sorted({t for v, t in entries if v == value})
+            chosen[key] = (value, ", ".join(tables))
+        return chosen
+
+    def encoder_latency(self, spec: EncoderSpec, resolution: int) -> Estimate:
+        spec.tokens(resolution)
+        if (hit := self._encoder_points.get((spec.content_hash, resolution))) is not None:
+            return Estimate(hit[0], f"published:{hit[1]}")
+        return self._encoder_fit(spec).estimate(count_encoder(spec, resolution).macs)
+
+    def _encoder_fit(self, spec: EncoderSpec) -> LinearLatencyModel:
+        """Per-family fit when the spec is a published encoder, else over all published points."""
+        same = [(k, v) for k, v in self._encoder_points.items() if k[0] == spec.content_hash]
+        points = same if len(same) >= 2 else list(self._encoder_points.items())
+        label = "family" if points is same else "all-encoders"
+        specs = {get_spec(p).content_hash: get_spec(p) for p in ("fastvithd", "fastvit", "vit_l14")}
+        xs = [count_encoder(specs[h], r).macs for (h, r), _ in points]
+        return fit_latency(
+            f"m1max-encoder-fit[{label},MACs]",
+            xs,
+            [v for _, (v, _) in points],
+            unit="MACs",
+            through_origin=points is not same,
+        )
+
+    def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Estimate:
+        return Estimate(0.0, "not-timed:the paper's TTFT is encoder latency + LLM prefill")
+
+    def prefill_latency(self, llm: LLMSpec, tokens: int) -> Estimate:
+        if (hit := self._prefill_points.get((llm.name, tokens))) is not None:
+            return Estimate(hit[0], f"published:{hit[1]}")
+        points = [(t, v) for (name, t), (v, _) in self._prefill_points.items() if name == llm.name]
+        if not points:
+            raise SpecError("llm", f"the paper publishes no M1 Max prefill for {llm.name}")
+        model = fit_latency(
+            f"m1max-prefill-fit[{llm.name}]", [llm.prefill_flops(t) for t, _ in points], [v for _, v in points]
+        )
+        return model.estimate(llm.prefill_flops(tokens))
+
+
+def make_device(name: str, **options) -> LocalDevice | PaperM1Max:
+    """``cpu`` | ``cuda`` | ``paper_m1max`` -> a device profile."""
+    if name == "paper_m1max":
+        return PaperM1Max()
+    if name in ("cpu", "cuda"):
+        return LocalDevice(device=name, **options)
+    raise SpecError("device", f"unknown device {name!r}; one of {', '.join(DEVICES)}")

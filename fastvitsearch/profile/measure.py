@@ -1,0 +1,171 @@
+"""Measured latencies on a local device: encoder, projector, LLM prefill (cached on disk).
+
+Every function returns an :class:`Estimate` whose ``source`` is ``measured:<device name>``
+and whose ``detail`` holds the timing statistics and the environment (threads, versions,
+runtime, dtype, batch, other processes' CPU use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fastvitsearch.build import build_encoder
+from fastvitsearch.llm import LLMSpec, build_llm, prefill
+from fastvitsearch.profile.cache import MeasurementCache
+from fastvitsearch.profile.estimate import Estimate
+from fastvitsearch.profile.runtimes import prepare_checked
+from fastvitsearch.profile.timing import Timing, TimingProtocol, device_fingerprint, measure
+from fastvitsearch.spec import EncoderSpec
+
+#: prefill runs take seconds each on a CPU: fewer repeats, same statistics
+DEFAULT_PROTOCOL = TimingProtocol()
+PREFILL_PROTOCOL = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=3, max_runs=10, budget_seconds=5.0)
+
+
+def prefill_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the hardware has bf16 matmuls (as the paper ran FP16 on the GPU), else fp32."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    with contextlib.suppress(OSError):
+        flags = Path("/proc/cpuinfo").read_text()
+        if "avx512_bf16" in flags or "amx_bf16" in flags:
+            return torch.bfloat16
+    return torch.float32
+
+
+def _estimate(timing: Timing, cached: bool = False) -> Estimate:
+    detail = {**timing.to_dict(), "cached": cached}
+    return Estimate(timing.median_ms, f"measured:{timing.environment['device_name']}", None, detail)
+
+
+def _cached_or_measure(cache: MeasurementCache | None, key: dict, force: bool, run_measurement) -> Estimate:
+    if cache is not None and not force and (hit := cache.get(key)) is not None:
+        return _estimate(Timing(**hit), cached=True)
+    timing = run_measurement()
+    if cache is not None:
+        cache.put(key, timing.to_dict())
+    return _estimate(timing)
+
+
+def measure_encoder(
+    spec: EncoderSpec,
+    resolution: int,
+    *,
+    device: torch.device,
+    runtime: str = "eager",
+    threads: int = 1,
+    batch: int = 1,
+    protocol: TimingProtocol = DEFAULT_PROTOCOL,
+    cache: MeasurementCache | None = None,
+    force: bool = False,
+) -> Estimate:
+    """Median latency of ``features(images)`` for a reparameterized, random-weight encoder."""
+    key = {
+        "kind": "encoder",
+        "spec_hash": spec.content_hash,
+        "resolution": resolution,
+        "device": device_fingerprint(device),
+        "runtime": runtime,
+        "threads": threads,
+        "dtype": "float32",
+        "batch": batch,
+    }
+
+    def run_measurement() -> Timing:
+        torch.manual_seed(0)
+        encoder = build_encoder(spec, resolution).reparameterize().eval().to(device)
+        images = torch.rand(batch, 3, resolution, resolution, device=device)
+        run, error = prepare_checked(encoder, images, runtime)
+        context = {
+            "runtime": runtime,
+            "dtype": "float32",
+            "batch": batch,
+            "numerics_vs_eager_fp32": error,
+            "reparameterized": encoder.reparameterized,
+        }
+        return measure(run, device=device, threads=threads, protocol=protocol, context=context)
+
+    return _cached_or_measure(cache, key, force, run_measurement)
+
+
+def projector(feature_width: int, llm: LLMSpec) -> nn.Module:
+    """LLaVA's ``mlp2x_gelu`` projector: Linear(feature -> hidden), GELU, Linear(hidden -> hidden)."""
+    return nn.Sequential(nn.Linear(feature_width, llm.hidden), nn.GELU(), nn.Linear(llm.hidden, llm.hidden))
+
+
+def measure_projector(
+    feature_width: int,
+    tokens: int,
+    llm: LLMSpec,
+    *,
+    device: torch.device,
+    threads: int = 1,
+    protocol: TimingProtocol = DEFAULT_PROTOCOL,
+    cache: MeasurementCache | None = None,
+    force: bool = False,
+) -> Estimate:
+    key = {
+        "kind": "projector",
+        "feature_width": feature_width,
+        "tokens": tokens,
+        "hidden": llm.hidden,
+        "device": device_fingerprint(device),
+        "threads": threads,
+        "dtype": "float32",
+    }
+
+    def run_measurement() -> Timing:
+        torch.manual_seed(0)
+        module = projector(feature_width, llm).eval().to(device)
+        features = torch.randn(1, tokens, feature_width, device=device)
+        context = {"runtime": "eager", "dtype": "float32", "batch": 1}
+        return measure(lambda: module(features), device=device, threads=threads, protocol=protocol, context=context)
+
+    return _cached_or_measure(cache, key, force, run_measurement)
+
+
+def measure_prefill(
+    llm: LLMSpec,
+    tokens: int,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    threads: int = 1,
+    protocol: TimingProtocol = PREFILL_PROTOCOL,
+    cache: MeasurementCache | None = None,
+    force: bool = False,
+    model: nn.Module | None = None,
+) -> Estimate:
+    """Median prefill latency over ``tokens`` input embeddings (batch 1, last logits only).
+
+    Pass ``model`` (from :func:`build_llm`) to reuse one random-weight LLM for several lengths.
+    """
+    dtype = dtype or prefill_dtype(device)
+    key = {
+        "kind": "prefill",
+        "llm": llm.to_dict(),
+        "tokens": tokens,
+        "device": device_fingerprint(device),
+        "threads": threads,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+
+    def run_measurement() -> Timing:
+        lm = model if model is not None else build_llm(llm, device=device, dtype=dtype)
+        embeddings = torch.randn(1, tokens, llm.hidden, device=device, dtype=dtype)
+        context = {
+            "runtime": "eager",
+            "dtype": key["dtype"],
+            "batch": 1,
+            "tokens": tokens,
+            "prefill_flops": llm.prefill_flops(tokens),
+        }
+        return measure(
+            lambda: prefill(lm, embeddings), device=device, threads=threads, protocol=protocol, context=context
+        )
+
+    return _cached_or_measure(cache, key, force, run_measurement)

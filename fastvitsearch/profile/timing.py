@@ -1,0 +1,195 @@
+"""The one timing protocol used for every measured number (encoders, projector, LLM prefill).
+
+Eval mode, reparameterized, ``torch.inference_mode``; warm-up by count *and* by time; repeats
+until a time or count budget; median, IQR and p90 over the repeats; the thread count fixed and
+recorded (default 1: on a shared 2-core machine two OpenMP threads stall whenever the other
+core is busy, which swings timings 3-10x); CUDA synchronised around every run; a run whose
+IQR/median exceeds ``noisy_threshold`` is flagged ``noisy``, never hidden. The CPU time other
+processes used while we measured is recorded too, so a reader can judge a slow number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class TimingProtocol:
+    """How long to warm up and how many repeats to take; defaults suit a CPU encoder."""
+
+    warmup_runs: int = 2
+    warmup_seconds: float = 0.5
+    min_runs: int = 5
+    max_runs: int = 50
+    budget_seconds: float = 3.0
+    noisy_threshold: float = 0.10
+
+    def __post_init__(self) -> None:
+        if self.min_runs < 1 or self.max_runs < self.min_runs:
+            raise ValueError("timing.min_runs must be >= 1 and <= timing.max_runs")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Statistics of one measurement, in milliseconds, with the environment it ran in."""
+
+    median_ms: float
+    iqr_ms: float
+    p90_ms: float
+    n: int
+    noisy: bool
+    environment: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def versions() -> dict[str, str]:
+    import timm
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def device_fingerprint(device: torch.device) -> str:
+    """Identifies hardware + software whose timings are comparable (cache key, grouping key)."""
+    parts = [device.type, device_name(device), str(os.cpu_count()), platform.machine(), torch.__version__]
+    if device.type == "cuda":
+        parts.append(str(torch.version.cuda))
+    return f"{device.type}-{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:12]}"
+
+
+def _busy_cpu_seconds() -> float | None:
+    """Whole-machine busy CPU seconds from /proc/stat (None where that does not exist)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int) -> Iterator[None]:
+    """Run the body with exactly ``threads`` intra-op threads, then restore the old count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def device_lock(device: torch.device) -> Iterator[None]:
+    """An exclusive inter-process lock per device, so two timing trials never share it."""
+    lock_dir = Path(os.environ.get("FASTVITSEARCH_LOCK_DIR", tempfile.gettempdir()))
+    path = lock_dir / f"fastvitsearch-{device_fingerprint(device)}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated percentile of an already sorted list (q in [0, 1])."""
+    position = q * (len(sorted_values) - 1)
+    low = int(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def measure(
+    run: Callable[[], Any],
+    *,
+    device: torch.device,
+    threads: int = 1,
+    protocol: TimingProtocol | None = None,
+    context: dict[str, Any] | None = None,
+) -> Timing:
+    """Time ``run()`` under the protocol; ``context`` (runtime, dtype, batch...) joins the record."""
+    protocol = protocol or TimingProtocol()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def once() -> float:
+        sync()
+        start = time.perf_counter()
+        run()
+        sync()
+        return (time.perf_counter() - start) * 1e3
+
+    with device_lock(device), fixed_threads(threads), torch.inference_mode():
+        warm_start = time.perf_counter()
+        done = 0
+        while done < protocol.warmup_runs or time.perf_counter() - warm_start < protocol.warmup_seconds:
+            once()
+            done += 1
+        busy_before, own_before, wall_before = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
+        samples: list[float] = []
+        while len(samples) < protocol.min_runs or (
+            len(samples) < protocol.max_runs and time.perf_counter() - wall_before < protocol.budget_seconds
+        ):
+            samples.append(once())
+        wall = time.perf_counter() - wall_before
+        busy_after, own = _busy_cpu_seconds(), time.process_time() - own_before
+    other_cores = None
+    if busy_before is not None and busy_after is not None and wall > 0:
+        other_cores = round(max(0.0, (busy_after - busy_before - own) / wall), 3)
+    ordered = sorted(samples)
+    median = statistics.median(ordered)
+    iqr = _percentile(ordered, 0.75) - _percentile(ordered, 0.25)
+    environment = {
+        "device": device.type,
+        "device_name": device_name(device),
+        "device_fingerprint": device_fingerprint(device),
+        "threads": threads,
+        "other_processes_cpu_cores": other_cores,
+        "warmup_runs": done,
+        **versions(),
+        **(context or {}),
+    }
+    return Timing(
+        median_ms=round(median, 4),
+        iqr_ms=round(iqr, 4),
+        p90_ms=round(_percentile(ordered, 0.90), 4),
+        n=len(samples),
+        noisy=median > 0 and iqr / median > protocol.noisy_threshold,
+        environment=environment,
+    )
