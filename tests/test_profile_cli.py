@@ -73,14 +73,32 @@ def test_cpu_profile_has_latency_prefill_and_ttft_with_sources(tmp_path, monkeyp
         "resolution=128",
         "device=cpu",
         "llm=tiny_llm",
-        "timing.warmup_seconds=0",
-        "timing.min_runs=3",
-        "timing.budget_seconds=0.1",
+        "device.prefill=measure",
+        "device.timing.warmup_seconds=0",
+        "device.timing.min_runs=3",
+        "device.timing.budget_seconds=0.1",
     ]
     (record,) = profile(_cfg(*overrides))
-    for key in ("median", "iqr", "p90", "n", "noisy"):
+    for key in ("median", "iqr", "p90", "n", "noisy", "environment"):
         assert key in record["latency_ms"]
     assert record["latency_ms"]["source"].startswith("measured:")
     assert record["prefill_ms"]["source"].startswith("measured:")
     parts = record["latency_ms"]["median"] + record["projector_ms"]["value"] + record["prefill_ms"]["value"]
     assert record["ttft_ms"]["value"] == pytest.approx(parts, abs=1e-3)
+
+
+def test_calibrated_prefill_is_predicted_with_its_error(tmp_path):
+    overrides = [
+        "encoder=tiny_fastvithd",
+        "resolution=128",
+        "device=cpu",
+        "llm=tiny_llm",
+        "device.prefill=calibrated",
+        f"device.cache_dir={tmp_path}",
+        "device.timing.warmup_seconds=0",
+        "device.timing.budget_seconds=0.05",
+    ]
+    (record,) = profile(_cfg(*overrides))
+    assert record["prefill_ms"]["source"].startswith("predicted:prefill-fit[tiny_llm]@cpu")
+    assert record["prefill_ms"]["error"] is not None
+    assert "predicted" in record["ttft_ms"]["source"] and "measured" in record["ttft_ms"]["source"]

@@ -12,10 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from fastvitsearch.llm import resolve_llm
 from fastvitsearch.presets import default_resolution, resolve_encoder
 from fastvitsearch.profile.count import count_encoder
-from fastvitsearch.profile.devices import make_device
-from fastvitsearch.profile.runtimes import RuntimeMismatch, check_runtime
+from fastvitsearch.profile.devices import device_from_config
+from fastvitsearch.profile.runtimes import RuntimeMismatch
 from fastvitsearch.profile.table import records_table
-from fastvitsearch.profile.timing import TimingProtocol
 from fastvitsearch.profile.ttft import ttft
 from fastvitsearch.spec import SpecError
 
@@ -46,31 +45,20 @@ def profile(cfg: DictConfig) -> list[dict[str, Any]]:
     encoder_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
     spec = resolve_encoder(encoder_cfg)
     resolutions = _resolutions(cfg, encoder_cfg)
-    if cfg.device is None:
+    if cfg.get("device") is None:
         return [count_encoder(spec, r).to_dict() for r in resolutions]
-    check_runtime(cfg.runtime)
-    options = {}
-    if cfg.device != "paper_m1max":
-        options = dict(
-            runtime=cfg.runtime,
-            threads=int(cfg.threads),
-            force=bool(cfg.force),
-            protocol=TimingProtocol(**cfg.timing),
-            max_measured_llm_params=float(cfg.max_measured_llm_params),
-        )
-    device = make_device(cfg.device, **options)
+    device = device_from_config(OmegaConf.to_container(cfg.device, resolve=True))
+    llm = resolve_llm(OmegaConf.to_container(cfg.llm, resolve=True)) if cfg.get("llm") is not None else None
     records = []
     for resolution in resolutions:
-        if cfg.llm is None:
+        if llm is None:
             record = count_encoder(spec, resolution).to_dict()
             record["latency_ms"] = _latency_fields(device.encoder_latency(spec, resolution))
         else:
-            llm = resolve_llm(OmegaConf.to_container(cfg.llm) if OmegaConf.is_config(cfg.llm) else cfg.llm)
             result = ttft(spec, resolution, llm, device, text_tokens=int(cfg.text_tokens))
             record = result.counts.to_dict()
             record.update(
                 llm=result.llm,
-                device=result.device,
                 text_tokens=result.text_tokens,
                 latency_ms=_latency_fields(result.encoder_ms),
                 projector_ms=result.projector_ms.to_dict(),

@@ -190,7 +190,7 @@ def count_encoder(spec: EncoderSpec, resolution: int) -> EncoderCounts:
     """Params (train and inference form), tokens and MACs, without allocating any weights."""
     tokens = spec.tokens(resolution)
     train = build_encoder(spec, resolution, device="meta")
-    inference = build_encoder(spec, resolution, inference_mode=True, device="meta")
+    inference = build_encoder(spec, resolution, inference_mode=True, device="meta").eval()
     macs = count_macs(inference, torch.empty(1, 3, resolution, resolution, device="meta"))
     return EncoderCounts(
         encoder=spec.name,

@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -23,6 +24,7 @@ from fastvitsearch.profile.count import count_encoder
 from fastvitsearch.profile.estimate import Estimate
 from fastvitsearch.profile.latency_model import LinearLatencyModel, fit_latency
 from fastvitsearch.profile.measure import measure_encoder, measure_prefill, measure_projector, prefill_dtype
+from fastvitsearch.profile.runtimes import check_runtime
 from fastvitsearch.profile.timing import TimingProtocol
 from fastvitsearch.spec import EncoderSpec, SpecError
 
@@ -42,14 +44,23 @@ class LocalDevice:
     max_measured_llm_params: float = 2e9
     calibration_llms: tuple[str, ...] = ("qwen2_0_5b", "qwen2_1_5b")
     calibration_tokens: tuple[int, ...] = (16, 64, 256)
+    #: "measure": time every prefill length asked for; "calibrated": time the calibration lengths
+    #: per LLM and predict the others from that LLM's t = a + FLOPs/R (with its held-out error)
+    prefill: str = "measure"
 
     def __post_init__(self) -> None:
+        check_runtime(self.runtime)
+        if self.prefill not in ("measure", "calibrated"):
+            raise SpecError("device.prefill", f"must be 'measure' or 'calibrated', got {self.prefill!r}")
+        if self.threads < 1:
+            raise SpecError("device.threads", f"must be >= 1, got {self.threads}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise SpecError("device", "cuda was asked for but torch sees no CUDA device")
         self.torch_device = torch.device(self.device)
         self.name = self.device
         self._llm: tuple[str, torch.nn.Module] | None = None
         self._prefill_model: LinearLatencyModel | None = None
+        self._per_llm_models: dict[str, LinearLatencyModel] = {}
 
     def encoder_latency(self, spec: EncoderSpec, resolution: int) -> Estimate:
         return measure_encoder(
@@ -87,9 +98,17 @@ class LocalDevice:
         return measure_prefill(llm, tokens, model=_Lazy(lambda: self._model(llm)), **kwargs)
 
     def prefill_latency(self, llm: LLMSpec, tokens: int) -> Estimate:
-        if llm.params <= self.max_measured_llm_params:
+        if llm.params > self.max_measured_llm_params:
+            return self.prefill_model().estimate(llm.prefill_flops(tokens))
+        if self.prefill == "measure" or tokens in self.calibration_tokens:
             return self._measured_prefill(llm, tokens)
-        return self.prefill_model().estimate(llm.prefill_flops(tokens))
+        if llm.name not in self._per_llm_models:
+            lengths = self.calibration_tokens
+            times = [self._measured_prefill(llm, t).value for t in lengths]
+            self._per_llm_models[llm.name] = fit_latency(
+                f"prefill-fit[{llm.name}]@{self.name}", [llm.prefill_flops(t) for t in lengths], times
+            )
+        return self._per_llm_models[llm.name].estimate(llm.prefill_flops(tokens))
 
     def prefill_model(self) -> LinearLatencyModel:
         """``t = a + FLOPs/R`` over every measured (LLM, length); error: leave-one-LLM-out."""
@@ -245,3 +264,21 @@ def make_device(name: str, **options) -> LocalDevice | PaperM1Max:
     if name in ("cpu", "cuda"):
         return LocalDevice(device=name, **options)
     raise SpecError("device", f"unknown device {name!r}; one of {', '.join(DEVICES)}")
+
+
+def device_from_config(options: dict[str, Any]) -> LocalDevice | PaperM1Max:
+    """A device profile from a ``conf/device/*.yaml`` mapping (name, threads, timing, cache_dir…)."""
+    options = dict(options)
+    name = options.pop("name")
+    if name == "paper_m1max":
+        return make_device(name)
+    protocol = TimingProtocol(**(options.pop("timing", None) or {}))
+    cache = MeasurementCache(options.pop("cache_dir", None))
+    known = {f.name for f in fields(LocalDevice)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise SpecError(
+            f"device.{unknown[0]}", f"unknown option; known: {sorted(known - {'device', 'cache', 'protocol'})}"
+        )
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    return make_device(name, protocol=protocol, cache=cache, **options)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from fastvitsearch.spec import SpecError
+
 RUNTIMES = ("eager", "channels_last", "compile", "bf16")
 TOLERANCE = {"eager": 0.0, "channels_last": 1e-4, "compile": 1e-3, "bf16": 5e-2}
 
@@ -24,7 +26,7 @@ class RuntimeMismatch(RuntimeError):
 
 def check_runtime(runtime: str) -> None:
     if runtime not in RUNTIMES:
-        raise ValueError(f"runtime: unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
+        raise SpecError("device.runtime", f"unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
 
 
 def prepare(module: nn.Module, images: torch.Tensor, runtime: str) -> Callable[[], torch.Tensor]:

@@ -1,0 +1,79 @@
+"""Study <-> tidy table: one row per trial, every field of its record and its source.
+
+The table is rebuilt from the Optuna storage alone (the record is a trial user attr), so a
+report never needs the process that ran the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+RECORD_ATTR = "record"
+STUDY_DB = "study.db"
+
+
+def sqlite_url(study_dir: Path) -> str:
+    return f"sqlite:///{(Path(study_dir) / STUDY_DB).resolve()}"
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: number, state, error, duration, then the record's fields."""
+    rows: list[dict[str, Any]] = []
+    for trial in study.get_trials(deepcopy=False):
+        record = dict(trial.user_attrs.get(RECORD_ATTR) or {})
+        row: dict[str, Any] = {
+            "trial": trial.number,
+            "state": trial.state.name,
+            "point": trial.user_attrs.get("point", record.get("point")),
+            "error": trial.user_attrs.get("error"),
+            "retry_of": trial.user_attrs.get("retry_of"),
+            "duration_s": trial.duration.total_seconds() if trial.duration else None,
+            "worker": trial.user_attrs.get("worker"),
+        }
+        for key, value in record.items():
+            row[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_tables(study: optuna.Study, directory: Path) -> pd.DataFrame:
+    """Write ``results.csv`` and ``results.parquet`` next to the study (atomically)."""
+    table = trials_table(study)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, writer in (
+        ("results.csv", lambda t, p: t.to_csv(p, index=False)),
+        ("results.parquet", lambda t, p: t.to_parquet(p, index=False)),
+    ):
+        tmp = directory / f".{name}.tmp"
+        writer(table, tmp)
+        tmp.replace(directory / name)
+    return table
+
+
+def load(path: str | Path, study_name: str | None = None) -> pd.DataFrame:
+    """Results of a sweep as a DataFrame, from its folder, its ``study.db`` or a storage URL.
+
+    A folder or file path reads the SQLite study; a URL (``postgresql://…``) needs
+    ``study_name``. Missing studies raise a ``FileNotFoundError`` naming the path.
+    """
+    text = str(path)
+    if "://" in text:
+        url = text
+    else:
+        p = Path(path)
+        db = p / STUDY_DB if p.is_dir() else p
+        if not db.exists():
+            raise FileNotFoundError(f"path: no study database at {db}")
+        url = f"sqlite:///{db.resolve()}"
+    storage = optuna.storages.RDBStorage(url)
+    if study_name is None:
+        summaries = optuna.study.get_all_study_summaries(storage)
+        if len(summaries) != 1:
+            raise ValueError(f"study_name: {len(summaries)} studies in {url}; name one")
+        study_name = summaries[0].study_name
+    return trials_table(optuna.load_study(study_name=study_name, storage=storage))

@@ -1,0 +1,138 @@
+"""What a sweep explores: a grid of named points, or the hybrid builder's knobs for a sampler.
+
+Grid points are ``encoders x resolutions x llms`` plus explicit extra points; the hybrid search
+space turns Optuna suggestions (number of stages = downsampling depth, base width, depth scale
+of a template, first attention stage, MLP ratio, resolution, LLM) into an
+:class:`~fastvitsearch.spec.HybridEncoderSpec`. The paper's three encoders are a ``family``
+choice of the same space, so NSGA-II can keep them as anchors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+
+from fastvitsearch.llm import resolve_llm
+from fastvitsearch.point import Point
+from fastvitsearch.presets import resolve_encoder
+from fastvitsearch.spec import EncoderSpec, HybridEncoderSpec, SpecError, StageSpec
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+#: per number of stages, FastViT-family depth templates (MCi2 for 4, FastViTHD for 5, + one)
+DEPTH_TEMPLATES = {4: (4, 12, 24, 4), 5: (2, 12, 24, 4, 2), 6: (2, 12, 24, 4, 2, 2)}
+
+
+def encoder_by_name(name: str) -> EncoderSpec:
+    """A preset, or a spec file ``conf/encoder/<name>.yaml`` (e.g. ``custom_example``)."""
+    path = CONF_DIR / "encoder" / f"{name}.yaml"
+    if path.exists():
+        return resolve_encoder(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+    return resolve_encoder(name)
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str | int | float):
+        return [value]
+    return list(value)
+
+
+def grid_points(
+    grid: Mapping[str, Any],
+    resolution: Any = None,
+    llm: Mapping[str, Any] | None = None,
+    encoder: Mapping[str, Any] | None = None,
+) -> list[Point]:
+    """All grid points, in a stable order. Command-line choices narrow the grid: ``resolution``
+    replaces every encoder's resolutions, ``llm`` / ``encoder`` (a group's config) replace the
+    grid's LLMs / encoders; extra points are kept only where they match those choices."""
+    llm_specs = [resolve_llm(llm)] if llm is not None else [resolve_llm(name) for name in _as_list(grid.get("llms"))]
+    llm_names = {m.name for m in llm_specs}
+    if encoder is not None:
+        spec = resolve_encoder(encoder)
+        encoders = [(encoder.get("preset") or spec.name, spec)]
+    else:
+        encoders = [(name, encoder_by_name(name)) for name in _as_list(grid.get("encoders"))]
+    per_encoder = dict(grid.get("resolutions") or {})
+    points: list[Point] = []
+    for name, spec in encoders:
+        resolutions = _as_list(resolution) if resolution is not None else _as_list(per_encoder.get(name))
+        if not resolutions:
+            raise SpecError(f"grid.resolutions.{name}", "no resolutions for this encoder; set resolution=[…]")
+        points += [Point(name, spec, int(r), m) for r in resolutions for m in (llm_specs or [None])]
+    encoder_names = {name for name, _ in encoders}
+    for extra in _as_list(grid.get("extra")):
+        if llm is not None and extra.get("llm") not in llm_names:
+            continue
+        if encoder is not None and extra["encoder"] not in encoder_names:
+            continue
+        if resolution is not None and int(extra["resolution"]) not in [int(r) for r in _as_list(resolution)]:
+            continue
+        points.append(
+            Point(
+                extra["encoder"],
+                encoder_by_name(extra["encoder"]),
+                int(extra["resolution"]),
+                resolve_llm(extra["llm"]) if extra.get("llm") else None,
+            )
+        )
+    unique = {p.key: p for p in points}
+    return list(unique.values())
+
+
+def hybrid_from_knobs(
+    n_stages: int, base_width: int, depth_scale: float, first_attention_stage: int, mlp_ratio: float
+) -> HybridEncoderSpec:
+    """A FastViTHD-style hybrid: widths double per stage, template depths scaled, RepMixer up to
+    ``first_attention_stage`` (0-based) then attention with RepCPE, stride ``4 * 2**(n-1)``."""
+    if n_stages not in DEPTH_TEMPLATES:
+        raise SpecError("space.n_stages", f"{n_stages} has no depth template; one of {sorted(DEPTH_TEMPLATES)}")
+    first = min(first_attention_stage, n_stages - 1)
+    stages = []
+    for i, template_depth in enumerate(DEPTH_TEMPLATES[n_stages]):
+        attention = i >= first
+        stages.append(
+            StageSpec(
+                depth=max(1, round(template_depth * depth_scale)),
+                width=base_width * 2**i,
+                mixer="attention" if attention else "repmixer",
+                mlp_ratio=float(mlp_ratio),
+                pos_enc="rcpe" if attention else "none",
+                downsample=i > 0,
+            )
+        )
+    name = f"hybrid_s{n_stages}_w{base_width}_d{depth_scale:.2f}_a{first}_m{mlp_ratio:g}"
+    return HybridEncoderSpec(
+        name, tuple(stages), expansion_ratio=2.0, attention_norm="layernorm", stem_scale_branch=False, lkc_use_act=True
+    )
+
+
+def suggest_point(trial: optuna.Trial, space: Mapping[str, Any]) -> Point:
+    """Define-by-run: a preset family or a hybrid from the knobs, a resolution, an LLM."""
+    family = trial.suggest_categorical("family", list(space["families"]))
+    llm = resolve_llm(trial.suggest_categorical("llm", list(space["llm"])))
+    if family == "vit_l14":
+        resolution = trial.suggest_categorical("vit_resolution", list(space["vit_resolution"]))
+        return Point(family, encoder_by_name(family), int(resolution), llm)
+    resolution = int(trial.suggest_categorical("resolution", list(space["resolution"])))
+    if family != "hybrid":
+        return Point(family, encoder_by_name(family), resolution, llm)
+    spec = hybrid_from_knobs(
+        n_stages=trial.suggest_categorical("n_stages", list(space["n_stages"])),
+        base_width=trial.suggest_categorical("base_width", list(space["base_width"])),
+        depth_scale=trial.suggest_float("depth_scale", space["depth_scale"]["low"], space["depth_scale"]["high"]),
+        first_attention_stage=trial.suggest_categorical("first_attention_stage", list(space["first_attention_stage"])),
+        mlp_ratio=trial.suggest_categorical("mlp_ratio", list(space["mlp_ratio"])),
+    )
+    return Point(spec.name, spec, resolution, llm)
+
+
+def anchor_params(space: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Enqueue-able params of the anchors (each anchor with each LLM of the space)."""
+    anchors: Sequence[Mapping[str, Any]] = space.get("anchors") or []
+    return [{**dict(a), "llm": llm} for a in anchors for llm in space["llm"]]

@@ -1,0 +1,272 @@
+"""``python -m fastvitsearch.sweep +experiment=<name> [overrides]``: the main job.
+
+A Hydra config becomes an Optuna study (Optuna 5, driven here: the hydra-optuna-sweeper plugin
+pins optuna 2.x) whose trials are (encoder, resolution, LLM) points. Each trial's full record
+is a user attr; failed points are FAIL trials with their error and the sweep goes on; a point
+no accuracy source covers is PRUNED with the reason. Re-running the same command resumes:
+finished trials are kept and not re-run, a trial interrupted by a killed process is failed as
+``interrupted`` and its point re-enqueued. The results table is rewritten after every trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from fastvitsearch.accuracy import make_sources
+from fastvitsearch.pareto import pareto_front
+from fastvitsearch.point import Point, evaluate
+from fastvitsearch.profile.devices import device_from_config
+from fastvitsearch.profile.runtimes import RuntimeMismatch
+from fastvitsearch.results import RECORD_ATTR, sqlite_url, write_tables
+from fastvitsearch.space import anchor_params, grid_points, suggest_point
+from fastvitsearch.spec import SpecError
+
+INTERRUPTED = "interrupted: the process running this trial died before it finished"
+
+
+class SweepAborted(RuntimeError):
+    """Too many trials failed; everything recorded so far is kept."""
+
+
+@dataclass
+class SweepOutcome:
+    study: optuna.Study
+    directory: Path
+    ran: int
+    failed: int
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler, minus its ``study.stop()`` when the grid is exhausted: that call is
+    only legal inside ``optimize``; this sweep drives ask/tell and counts the grid itself."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
+def _sampler(cfg: DictConfig, keys: list[str] | None) -> optuna.samplers.BaseSampler:
+    """Constraints (the TTFT budget) reach NSGA-II and TPE through ``Trial.set_constraint``."""
+    search = cfg.search
+    seed = search.get("seed", 0)
+    if search.name == "grid":
+        return _AskTellGridSampler({"point": keys}, seed=seed)
+    if search.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=search.population_size, seed=seed)
+    if search.name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if search.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise SpecError("search.name", f"unknown search {search.name!r}; one of grid, nsga2, tpe, random")
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One local sweep per study folder; holding the lock proves RUNNING trials are stale."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".sweep.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpecError("output_dir", f"another sweep is running on {directory} (its lock is held)") from None
+        yield
+
+
+def _recover_interrupted(study: optuna.Study, retry_failed: bool) -> int:
+    """Fail trials left RUNNING by a killed process and enqueue their points again (and, with
+    ``retry_failed``, the points of failed trials). A retry names its original in ``retry_of``."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    recovered = 0
+    for trial in trials:
+        if trial.state == TrialState.RUNNING:
+            study._storage.set_trial_user_attr(trial._trial_id, "error", INTERRUPTED)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        elif not (retry_failed and trial.state == TrialState.FAIL):
+            continue
+        if trial.number in retried:
+            continue
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        recovered += 1
+    return recovered
+
+
+def _done_keys(study: optuna.Study) -> set[str]:
+    """Grid points finished, running or queued (an interrupted trial's point is not done)."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
+    keys = set()
+    for t in study.get_trials(deepcopy=False, states=states):
+        if t.state == TrialState.FAIL and t.user_attrs.get("error") == INTERRUPTED:
+            continue
+        keys.add(t.params.get("point") or t.system_attrs.get("fixed_params", {}).get("point"))
+    return keys
+
+
+def _summary(record: dict[str, Any], objectives: dict[str, str]) -> str:
+    parts = []
+    for name in objectives:
+        value = record.get(name)
+        source = record.get(f"{name}_source") or record.get("counts_source", "counted").split(":")[0]
+        parts.append(f"{name}={value:.4g} ({source})" if isinstance(value, float | int) else f"{name}=n/a")
+    return "  ".join(parts)
+
+
+def objectives_of(cfg: DictConfig) -> dict[str, str]:
+    """``{field: direction}`` from ``objectives.minimize`` / ``objectives.maximize`` lists."""
+    unknown = sorted(set(cfg.objectives) - {"minimize", "maximize"})
+    if unknown:
+        raise SpecError(f"objectives.{unknown[0]}", "objectives take two lists: minimize and maximize")
+    objectives = {name: "minimize" for name in cfg.objectives.get("minimize") or []}
+    objectives.update({name: "maximize" for name in cfg.objectives.get("maximize") or []})
+    if not objectives:
+        raise SpecError("objectives", "name at least one field to minimize or maximize")
+    return objectives
+
+
+def _selected(cfg: DictConfig, group: str) -> dict[str, Any] | None:
+    """The config of a group chosen on the command line (``llm=qwen2_7b``), or None."""
+    value = cfg.get(group)
+    return OmegaConf.to_container(value, resolve=True) if value is not None else None
+
+
+def run_sweep(cfg: DictConfig) -> SweepOutcome:
+    directory = Path(cfg.output_dir)
+    objectives = objectives_of(cfg)
+    device = device_from_config(OmegaConf.to_container(cfg.device, resolve=True))
+    sources = make_sources(list(cfg.accuracy.sources), OmegaConf.to_container(cfg.accuracy, resolve=True))
+    metric = cfg.accuracy.metric
+    is_grid = cfg.search.name == "grid"
+    points = []
+    if is_grid:
+        points = grid_points(
+            OmegaConf.to_container(cfg.grid, resolve=True),
+            resolution=cfg.resolution,
+            llm=_selected(cfg, "llm"),
+            encoder=_selected(cfg, "encoder"),
+        )
+    by_key = {p.key: p for p in points}
+    space = OmegaConf.to_container(cfg.space, resolve=True) if not is_grid else None
+    budget = cfg.get("ttft_budget_ms")
+    with _exclusive(directory):
+        study = optuna.create_study(
+            study_name=cfg.study_name,
+            storage=cfg.storage or sqlite_url(directory),
+            sampler=_sampler(cfg, list(by_key)),
+            directions=list(objectives.values()),
+            load_if_exists=True,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(objectives))
+        study.set_user_attr("experiment", cfg.name)
+        study.set_user_attr("config", OmegaConf.to_container(cfg, resolve=True))
+        recovered = _recover_interrupted(study, bool(cfg.retry_failed))
+        if space is not None and not study.trials:
+            for params in anchor_params(space):
+                study.enqueue_trial(params, user_attrs={"anchor": params["family"]})
+        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        if is_grid:
+            planned = len(set(by_key) - _done_keys(study)) + waiting
+        else:
+            finished = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
+            planned = max(0, int(cfg.search.n_trials) - finished)
+        quiet = bool(cfg.quiet)
+        if not quiet:
+            print(
+                f"study {cfg.study_name!r} in {directory}: {planned} trial(s) to run"
+                + (f", {recovered} interrupted point(s) re-enqueued" if recovered else "")
+            )
+        ran = failed = 0
+        bar = tqdm(total=planned, disable=quiet or not sys.stderr.isatty(), unit="trial", dynamic_ncols=True)
+        while ran < planned:
+            trial = study.ask()
+            start = time.perf_counter()
+            state, values, message = TrialState.FAIL, None, ""
+            try:
+                if is_grid:
+                    point: Point = by_key[trial.suggest_categorical("point", list(by_key))]
+                else:
+                    point = suggest_point(trial, space)
+                trial.set_user_attr("point", point.key)
+                record = evaluate(point, device, sources, metric, int(cfg.text_tokens))
+                trial.set_user_attr(RECORD_ATTR, record)
+                if budget is not None and record.get("ttft_ms") is not None:
+                    excess = float(record["ttft_ms"]) - float(budget)  # feasible when <= 0
+                    trial.set_constraint("ttft_budget_ms", excess)
+                    trial.set_user_attr("ttft_over_budget_ms", excess)
+                missing = [name for name in objectives if record.get(name) is None]
+                if missing:
+                    state = TrialState.PRUNED
+                    message = (
+                        f"no value for {', '.join(missing)} "
+                        f"(accuracy sources: {list(cfg.accuracy.sources)}, metric {metric})"
+                    )
+                    trial.set_user_attr("missing", message)
+                    line = f"{point.key}: PRUNED, {message}"
+                else:
+                    state, values = TrialState.COMPLETE, [float(record[name]) for name in objectives]
+                    line = f"{point.key}: {_summary(record, objectives)}"
+            except (Exception, MemoryError) as err:  # noqa: BLE001 - every failure becomes a FAIL record
+                message = f"{type(err).__name__}: {err}"
+                trial.set_user_attr("error", message)
+                failed += 1
+                line = f"{trial.user_attrs.get('point', f'trial {trial.number}')}: FAIL {message}"
+            study.tell(trial, values, state=state)
+            ran += 1
+            write_tables(study, directory)
+            bar.update(1)
+            if not quiet:
+                tqdm.write(f"[{ran}/{planned}] {line}  ({time.perf_counter() - start:.1f} s)")
+            if ran >= cfg.min_trials_before_abort and failed / ran > cfg.max_failure_rate:
+                bar.close()
+                raise SweepAborted(
+                    f"max_failure_rate: {failed} of {ran} trials failed ({failed / ran:.0%} > "
+                    f"{cfg.max_failure_rate:.0%}); last error: {message}. Recorded trials are kept in {directory}"
+                )
+        bar.close()
+        write_tables(study, directory)
+    return SweepOutcome(study, directory, ran, failed)
+
+
+def front_table(outcome: SweepOutcome, objectives: dict[str, str]) -> str:
+    table = write_tables(outcome.study, outcome.directory)
+    done = table[table["state"] == "COMPLETE"] if len(table) else table
+    if done.empty:
+        return "no completed trials: no Pareto front"
+    front = pareto_front(done, objectives)
+    columns = ["point", *objectives, *[f"{o}_source" for o in objectives if f"{o}_source" in front]]
+    return front[[c for c in columns if c in front]].to_string(index=False)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        outcome = run_sweep(cfg)
+    except (SpecError, RuntimeMismatch, SweepAborted) as err:
+        sys.exit(f"error: {err}")
+    objectives = objectives_of(cfg)
+    print(f"\nPareto front ({', '.join(f'{k}: {v}' for k, v in objectives.items())}):")
+    print(front_table(outcome, objectives))
+    print(
+        f"\nresults: {outcome.directory}/results.csv (and .parquet); "
+        f"ran {outcome.ran} trial(s), {outcome.failed} failed"
+    )
+    if cfg.storage is None:
+        print(f"dashboard: optuna-dashboard {sqlite_url(outcome.directory)}")
+
+
+if __name__ == "__main__":
+    main()
