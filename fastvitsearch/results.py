@@ -77,3 +77,24 @@ def load(path: str | Path, study_name: str | None = None) -> pd.DataFrame:
             raise ValueError(f"study_name: {len(summaries)} studies in {url}; name one")
         study_name = summaries[0].study_name
     return trials_table(optuna.load_study(study_name=study_name, storage=storage))
+
+
+def write_meta(directory: Path, meta: dict[str, Any]) -> None:
+    """``meta.json`` beside the table: experiment, study, objectives, command, config."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+
+
+def load_folder(directory: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The results table and its meta from a sweep folder (no Optuna needed)."""
+    directory = Path(directory)
+    parquet, csv = directory / "results.parquet", directory / "results.csv"
+    if parquet.exists():
+        table = pd.read_parquet(parquet)
+    elif csv.exists():
+        table = pd.read_csv(csv)
+    else:
+        raise FileNotFoundError(f"path: no results.parquet or results.csv in {directory}")
+    meta_path = directory / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return table, meta

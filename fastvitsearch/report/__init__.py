@@ -1,0 +1,1 @@
+"""Reports: self-contained HTML and PNG figures computed from a sweep's results table."""

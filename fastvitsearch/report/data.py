@@ -1,0 +1,282 @@
+"""What each report figure shows, computed from the results table alone (pure functions).
+
+Rendering lives in ``png.py`` (matplotlib) and ``html.py`` (plotly); both draw exactly these
+tables, so the tests check the data without drawing anything.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fastvitsearch.llm import LLM_PRESETS
+from fastvitsearch.pareto import hypervolume, pareto_mask
+from fastvitsearch.presets import get_spec
+from fastvitsearch.profile.devices import PaperM1Max
+from fastvitsearch.spec import SpecError
+
+PARTS = ("encoder_ms", "projector_ms", "prefill_ms")
+LABELS = {
+    "ttft_ms": "time to first token (ms)",
+    "encoder_ms": "encoder latency (ms)",
+    "accuracy": "accuracy (%)",
+    "visual_tokens": "visual tokens",
+    "macs": "encoder MACs",
+    "prefill_ms": "LLM prefill (ms)",
+}
+
+
+def label(column: str, table: pd.DataFrame | None = None) -> str:
+    """Axis label with unit; accuracy names its benchmark."""
+    if (
+        column == "accuracy"
+        and table is not None
+        and "accuracy_metric" in table
+        and table["accuracy_metric"].notna().any()
+    ):
+        return f"{table['accuracy_metric'].dropna().iloc[0]} accuracy (%)"
+    return LABELS.get(column, column)
+
+
+def source_kind(source: Any) -> str:
+    """``published:Table 6`` -> ``published``; missing -> ``none``."""
+    if not isinstance(source, str) or not source:
+        return "none"
+    if source.startswith("sum of parts"):
+        inner = source[source.find("(") + 1 : source.rfind(")")]
+        return "predicted" if "predicted" in inner else inner.split(" + ")[0]
+    return source.split(":", 1)[0]
+
+
+def completed(table: pd.DataFrame) -> pd.DataFrame:
+    """Trials with every objective (the ones a Pareto front can hold)."""
+    return table[table["state"] == "COMPLETE"] if "state" in table and len(table) else table
+
+
+def profiled(table: pd.DataFrame) -> pd.DataFrame:
+    """Trials that were counted and timed, with or without an accuracy (COMPLETE or PRUNED)."""
+    return table[table["state"].isin(["COMPLETE", "PRUNED"])] if "state" in table and len(table) else table
+
+
+def _hover(row: pd.Series, objectives: dict[str, str]) -> str:
+    parts = [
+        f"{row.get('point')}",
+        f"family {row.get('family')}, {row.get('resolution')} px, "
+        f"{row.get('visual_tokens')} tokens, {row.get('macs', float('nan')) / 1e9:.1f} GMACs",
+    ]
+    for part in ("encoder_ms", "projector_ms", "prefill_ms", "ttft_ms"):
+        if part in row and pd.notna(row.get(part)):
+            error = row.get(f"{part}_error")
+            err = f" ±{error * 100:.0f}%" if pd.notna(error) and error else ""
+            parts.append(f"{part} {row[part]:.1f}{err} [{row.get(f'{part}_source')}]")
+    if pd.notna(row.get("accuracy")):
+        parts.append(f"accuracy {row['accuracy']:.1f} [{row.get('accuracy_source')}]")
+    return "\n".join(str(p) for p in parts)
+
+
+def objective_scatter(table: pd.DataFrame, objectives: dict[str, str]) -> dict[str, Any]:
+    """The first two objectives of every completed trial, with the Pareto front marked.
+
+    Colour = LLM, marker = encoder family, style = source kind of the y value (published /
+    predicted with error bar / proxy / user / measured / counted).
+    """
+    x, y = list(objectives)[:2]
+    done = completed(table).copy()
+    if done.empty:
+        return {"x": x, "y": y, "points": done, "front": done}
+    done["llm"] = done.get("llm", pd.Series(index=done.index, dtype=object)).fillna("(no LLM)")
+    done["y_kind"] = done.get(f"{y}_source", pd.Series(index=done.index, dtype=object)).map(source_kind)
+    if y == "visual_tokens" or f"{y}_source" not in done:
+        done["y_kind"] = "counted"
+    for axis, column in (("x", x), ("y", y)):
+        error = done.get(f"{column}_error")
+        done[f"{axis}_err"] = (error.astype(float) * done[column]).fillna(0.0) if error is not None else 0.0
+    done["hover"] = done.apply(lambda r: _hover(r, objectives), axis=1)
+    done["on_front"] = pareto_mask(done[[x, y]].to_numpy(float), [objectives[x], objectives[y]])
+    front = done[done["on_front"]].sort_values(x)
+    return {"x": x, "y": y, "points": done, "front": front}
+
+
+def ttft_breakdown(table: pd.DataFrame) -> pd.DataFrame:
+    """Long table (label, llm, part, ms, source) of the TTFT parts, stacked per encoder and resolution."""
+    done = profiled(table)
+    if done.empty or "ttft_ms" not in done:
+        return pd.DataFrame(columns=["label", "llm", "part", "ms", "source"])
+    rows = []
+    for _, r in done.sort_values(["llm", "family", "resolution"]).iterrows():
+        for part in PARTS:
+            rows.append(
+                {
+                    "label": f"{r['encoder']} @{r['resolution']}",
+                    "llm": r["llm"],
+                    "part": part,
+                    "ms": float(r[part]),
+                    "source": r.get(f"{part}_source"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def scaling(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, encoder, resolution): tokens, MACs (attention share) and encoder latency."""
+    done = profiled(table)
+    if done.empty:
+        return pd.DataFrame()
+    columns = [
+        "family",
+        "encoder",
+        "resolution",
+        "visual_tokens",
+        "macs",
+        "macs_attention",
+        "encoder_ms",
+        "encoder_ms_source",
+    ]
+    present = [c for c in columns if c in done]
+    out = done[present].drop_duplicates(["encoder", "resolution"]).sort_values(["family", "resolution"])
+    if "macs_attention" in out:
+        out = out.assign(attention_share=out["macs_attention"].fillna(0) / out["macs"])
+    return out.reset_index(drop=True)
+
+
+def measured_vs_paper(table: pd.DataFrame) -> pd.DataFrame:
+    """Our TTFT beside the paper's M1 Max TTFT (both components published) for shared points.
+
+    ``ratio`` = ours / paper; ``rank_ours`` / ``rank_paper`` order the shared points by TTFT, so
+    a reader sees at once whether the paper's ranking holds on this hardware.
+    """
+    done = profiled(table)
+    if done.empty or "ttft_ms" not in done or (done["device"] == "paper_m1max").all():
+        return pd.DataFrame()
+    paper = PaperM1Max()
+    rows = []
+    for _, r in done.iterrows():
+        if r.get("llm") not in LLM_PRESETS:
+            continue
+        try:
+            spec = get_spec(r["encoder"])
+        except SpecError:
+            continue
+        if spec.content_hash != r.get("spec_hash"):
+            continue
+        encoder = paper.encoder_latency(spec, int(r["resolution"]))
+        prefill = paper.prefill_latency(LLM_PRESETS[r["llm"]], int(r["visual_tokens"]))
+        if not (encoder.source.startswith("published") and prefill.source.startswith("published")):
+            continue
+        paper_ttft = encoder.value + prefill.value
+        rows.append(
+            {
+                "point": r["point"],
+                "ours_ms": float(r["ttft_ms"]),
+                "ours_source": r["ttft_ms_source"],
+                "paper_ms": round(paper_ttft, 1),
+                "paper_source": f"{encoder.source} + {prefill.source}",
+                "ratio": float(r["ttft_ms"]) / paper_ttft,
+            }
+        )
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["rank_ours"] = out["ours_ms"].rank(method="min").astype(int)
+    out["rank_paper"] = out["paper_ms"].rank(method="min").astype(int)
+    return out.sort_values("paper_ms").reset_index(drop=True)
+
+
+def ranking_agreement(comparison: pd.DataFrame) -> float | None:
+    """Kendall's tau between our and the paper's TTFT order (1 = same ranking)."""
+    if len(comparison) < 2:
+        return None
+    ours, paper = comparison["ours_ms"].to_numpy(), comparison["paper_ms"].to_numpy()
+    concordant = discordant = 0
+    for i in range(len(ours)):
+        for j in range(i + 1, len(ours)):
+            s = np.sign(ours[i] - ours[j]) * np.sign(paper[i] - paper[j])
+            concordant += s > 0
+            discordant += s < 0
+    pairs = concordant + discordant
+    return float((concordant - discordant) / pairs) if pairs else None
+
+
+def search_progress(table: pd.DataFrame, objectives: dict[str, str], budget: float | None) -> dict[str, Any]:
+    """For sampler searches: feasible front, the budget line, hypervolume after each trial."""
+    done = completed(table).sort_values("trial")
+    names = list(objectives)[:2]
+    if done.empty or len(names) < 2:
+        return {"hypervolume": pd.DataFrame(), "budget": budget, "objectives": names}
+    feasible = done if budget is None or "ttft_ms" not in done else done[done["ttft_ms"] <= budget]
+    values = feasible[names].to_numpy(float)
+    directions = [objectives[n] for n in names]
+    # reference: just beyond the worst value seen, per objective
+    all_values = done[names].to_numpy(float)
+    reference = [
+        np.nanmax(all_values[:, i]) * 1.1 if d == "minimize" else np.nanmin(all_values[:, i]) * 0.9
+        for i, d in enumerate(directions)
+    ]
+    trials = feasible["trial"].to_numpy()
+    curve = [
+        {"trial": int(t), "hypervolume": hypervolume(values[: i + 1], directions, reference)}
+        for i, t in enumerate(trials)
+    ]
+    return {"hypervolume": pd.DataFrame(curve), "budget": budget, "objectives": names, "reference": reference}
+
+
+def failed_and_noisy(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    failed = table[table["state"] == "FAIL"] if "state" in table else table.iloc[0:0]
+    noisy_cols = [c for c in table.columns if c.endswith("_noisy")]
+    noisy = table[table[noisy_cols].fillna(False).astype(bool).any(axis=1)] if noisy_cols else table.iloc[0:0]
+    pruned = table[table["state"] == "PRUNED"] if "state" in table else table.iloc[0:0]
+    return {
+        "failed": failed[[c for c in ("trial", "point", "error") if c in failed]],
+        "noisy": noisy[[c for c in ("trial", "point", *noisy_cols) if c in noisy]],
+        "pruned": pruned[[c for c in ("trial", "point") if c in pruned]],
+    }
+
+
+def method(table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
+    """Where the numbers came from: device, threads, versions, runtime, protocol, sources."""
+    done = completed(table)
+
+    def values(column: str) -> list[Any]:
+        return sorted({str(v) for v in done[column].dropna()}) if column in done else []
+
+    sources = {}
+    for column in (
+        "encoder_ms_source",
+        "projector_ms_source",
+        "prefill_ms_source",
+        "ttft_ms_source",
+        "accuracy_source",
+        "counts_source",
+    ):
+        if column in done:
+            sources[column.removesuffix("_source")] = done[column].dropna().value_counts().to_dict()
+    errors = {}
+    for column in ("prefill_ms_error", "encoder_ms_error", "accuracy_error"):
+        if column in done and done[column].notna().any():
+            errors[column.removesuffix("_error")] = float(done[column].dropna().max())
+    versions = {c.removeprefix("version_"): values(c) for c in done.columns if c.startswith("version_")}
+    recipes = []
+    if "accuracy_detail" in done:
+        for detail in done["accuracy_detail"].dropna():
+            parsed = json.loads(detail) if isinstance(detail, str) else detail
+            if parsed and parsed.get("recipe"):
+                recipes.append(parsed["recipe"])
+    config = meta.get("config") or {}
+    return {
+        "experiment": meta.get("experiment"),
+        "study": meta.get("study"),
+        "command": meta.get("command"),
+        "device": values("device"),
+        "device_fingerprint": values("device_fingerprint"),
+        "threads": values("threads"),
+        "runtime": values("runtime"),
+        "versions": versions,
+        "timing_protocol": (config.get("device") or {}).get("timing"),
+        "sources": sources,
+        "largest_relative_errors": errors,
+        "accuracy_recipes": sorted(set(recipes)),
+        "trials": {state: int(n) for state, n in table["state"].value_counts().items()} if "state" in table else {},
+    }

@@ -1,0 +1,149 @@
+"""matplotlib rendering of the report figures: PNGs suitable for a paper.
+
+Readable fonts, labelled axes with units, legends outside the data. Each function draws one
+figure from the data computed in :mod:`fastvitsearch.report.data` and returns the file path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are written, never shown
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from fastvitsearch.report.data import label  # noqa: E402
+
+MARKERS = {"ViT-L/14": "s", "FastViT": "^", "FastViTHD": "o", "tiny": "D", "custom": "P"}
+FILLED = {"published", "measured", "counted", "user"}  # hollow markers: predicted / proxy values
+STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9, "figure.dpi": 150}
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log axis with plain numbers at 1-2-5 steps (matplotlib's default crowds 10^x labels)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def objective_scatter(data: dict[str, Any], title: str, path: Path, budget: float | None = None) -> Path:
+    x, y, points, front = data["x"], data["y"], data["points"], data["front"]
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(8, 5))
+        llms = sorted(points["llm"].unique()) if len(points) else []
+        colors = {llm: f"C{i}" for i, llm in enumerate(llms)}
+        for (llm, family, kind), group in points.groupby(["llm", "family", "y_kind"]) if len(points) else []:
+            filled = kind in FILLED
+            ax.errorbar(
+                group[x],
+                group[y],
+                xerr=group["x_err"],
+                yerr=group["y_err"],
+                fmt=MARKERS.get(family, "o"),
+                color=colors[llm],
+                mfc=colors[llm] if filled else "white",
+                ms=7,
+                capsize=2,
+                lw=0.8,
+                label=f"{family} · {llm} ({kind})",
+            )
+        if len(front):
+            ax.step(front[x], front[y], where="post", color="black", lw=1.2, alpha=0.7, label="Pareto front")
+        if budget is not None:
+            ax.axvline(budget, ls="--", color="grey", label=f"TTFT budget {budget:g} ms")
+        if x.endswith("_ms"):
+            ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis)
+        ax.set_xlabel(label(x, points))
+        ax.set_ylabel(label(y, points))
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        return _save(fig, path)
+
+
+def ttft_breakdown(parts: pd.DataFrame, title: str, path: Path) -> Path:
+    llms = list(dict.fromkeys(parts["llm"]))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(
+            len(llms), 1, figsize=(9, 2.2 + 0.35 * parts["label"].nunique() * len(llms)), squeeze=False
+        )
+        for ax, llm in zip(axes[:, 0], llms, strict=True):
+            wide = parts[parts["llm"] == llm].pivot_table(index="label", columns="part", values="ms", sort=False)
+            left = pd.Series(0.0, index=wide.index)
+            for i, part in enumerate(["encoder_ms", "projector_ms", "prefill_ms"]):
+                if part in wide:
+                    ax.barh(wide.index, wide[part], left=left, color=f"C{i}", label=part.removesuffix("_ms"))
+                    left += wide[part]
+            ax.set_title(f"{llm}", loc="left")
+            ax.set_xlabel("time to first token (ms)")
+            ax.grid(axis="x", alpha=0.3)
+        axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+def scaling(table: pd.DataFrame, title: str, path: Path) -> Path:
+    metrics = [c for c in ("visual_tokens", "macs", "encoder_ms") if c in table]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
+        for ax, metric in zip(axes[0], metrics, strict=True):
+            for family, group in table.groupby("family"):
+                ax.plot(group["resolution"], group[metric], marker=MARKERS.get(family, "o"), label=family)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_xlabel("input resolution (px)")
+            ax.set_ylabel(label(metric))
+            ax.grid(alpha=0.3, which="both")
+        axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+def measured_vs_paper(comparison: pd.DataFrame, tau: float | None, title: str, path: Path) -> Path:
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7, 5))
+        ax.scatter(comparison["paper_ms"], comparison["ours_ms"], color="C0")
+        for _, r in comparison.iterrows():
+            ax.annotate(
+                f"{r['point']} ×{r['ratio']:.0f}",
+                (r["paper_ms"], r["ours_ms"]),
+                fontsize=7,
+                xytext=(4, 2),
+                textcoords="offset points",
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log_ticks(ax.xaxis)
+        _plain_log_ticks(ax.yaxis)
+        ax.set_xlabel("paper: M1 Max TTFT (ms, published)")
+        ax.set_ylabel("ours: TTFT on this device (ms)")
+        ax.set_title(title + (f"  (Kendall τ of rankings = {tau:.2f})" if tau is not None else ""))
+        ax.grid(alpha=0.3, which="both")
+        return _save(fig, path)
+
+
+def search_progress(progress: dict[str, Any], title: str, path: Path) -> Path:
+    curve = progress["hypervolume"]
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        if len(curve):
+            ax.plot(curve["trial"], curve["hypervolume"], marker=".")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(f"hypervolume of feasible {' × '.join(progress['objectives'])}")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        return _save(fig, path)

@@ -1,0 +1,236 @@
+"""Reports: figure data from hand-made results (no drawing), rendering, and a headless browser."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastvitsearch.report import data
+from fastvitsearch.report.build import build_report
+
+OBJECTIVES = {"ttft_ms": "minimize", "accuracy": "maximize"}
+EVIL = '<script>alert("x")</script>'
+
+
+def _row(
+    trial,
+    encoder,
+    family,
+    resolution,
+    llm,
+    tokens,
+    enc,
+    prefill,
+    acc,
+    acc_source="published:Table 6 R3",
+    state="COMPLETE",
+    prefill_source="measured:cpu",
+    prefill_error=None,
+    spec_hash=None,
+    **extra,
+):
+    ttft = enc + 1.0 + prefill
+    kinds = " + ".join(sorted({"measured", prefill_source.split(":")[0]}))
+    return {
+        "trial": trial,
+        "state": state,
+        "point": f"{encoder}@{resolution}+{llm}",
+        "encoder": encoder,
+        "family": family,
+        "resolution": resolution,
+        "llm": llm,
+        "visual_tokens": tokens,
+        "macs": tokens * 1e9,
+        "macs_attention": tokens * 1e7,
+        "spec_hash": spec_hash,
+        "device": "cpu",
+        "threads": 1,
+        "encoder_ms": enc,
+        "encoder_ms_source": "measured:cpu",
+        "encoder_ms_error": None,
+        "encoder_ms_noisy": False,
+        "projector_ms": 1.0,
+        "projector_ms_source": "measured:cpu",
+        "prefill_ms": prefill,
+        "prefill_ms_source": prefill_source,
+        "prefill_ms_error": prefill_error,
+        "ttft_ms": ttft,
+        "ttft_ms_source": f"sum of parts ({kinds})",
+        "ttft_ms_error": prefill_error,
+        "accuracy": acc,
+        "accuracy_metric": "TextVQA",
+        "accuracy_source": acc_source,
+        "accuracy_error": None,
+        "accuracy_detail": json.dumps({"recipe": "15+1.1"}),
+        "version_torch": "2.x",
+        "error": None,
+        **extra,
+    }
+
+
+@pytest.fixture
+def table():
+    from fastvitsearch.presets import get_spec
+
+    hd = get_spec("fastvithd").content_hash
+    return pd.DataFrame(
+        [
+            _row(0, "fastvithd", "FastViTHD", 1024, "qwen2_0_5b", 256, 8000.0, 1000.0, 57.4, spec_hash=hd),
+            _row(1, "fastvithd", "FastViTHD", 768, "qwen2_1_5b", 144, 4000.0, 2000.0, 64.4, spec_hash=hd),
+            _row(
+                2,
+                "vit_l14",
+                "ViT-L/14",
+                336,
+                "qwen2_7b",
+                576,
+                4500.0,
+                30000.0,
+                58.2,
+                prefill_source="predicted:prefill-fit",
+                prefill_error=0.1,
+            ),
+            _row(3, EVIL, "custom", 512, "qwen2_0_5b", 64, 900.0, 500.0, None, state="PRUNED"),
+            _row(
+                4,
+                "fastvit",
+                "FastViT",
+                768,
+                "qwen2_0_5b",
+                576,
+                2200.0,
+                3000.0,
+                None,
+                state="FAIL",
+                error=f"RuntimeError: {EVIL}",
+            ),
+            _row(
+                5,
+                "fastvit",
+                "FastViT",
+                256,
+                "qwen2_0_5b",
+                64,
+                300.0,
+                400.0,
+                40.0,
+                acc_source="predicted:m",
+                encoder_ms_noisy=True,
+            ),
+        ]
+    )
+
+
+def test_objective_scatter_marks_the_front_and_source_kinds(table):
+    scatter = data.objective_scatter(table, OBJECTIVES)
+    points = scatter["points"].set_index("trial")
+    assert set(points.index) == {0, 1, 2, 5}  # only trials with every objective
+    assert scatter["front"]["trial"].tolist() == [5, 1]  # trial 1 is faster and better than 0
+    assert points.loc[2, "y_kind"] == "published" and points.loc[5, "y_kind"] == "predicted"
+    assert points.loc[2, "x_err"] == pytest.approx(0.1 * points.loc[2, "ttft_ms"])
+    assert "prefill_ms 30000.0 ±10%" in points.loc[2, "hover"]
+
+
+def test_ttft_breakdown_and_scaling_use_every_profiled_trial(table):
+    parts = data.ttft_breakdown(table)
+    assert set(parts["part"]) == {"encoder_ms", "projector_ms", "prefill_ms"}
+    assert len(parts) == 3 * 5  # COMPLETE and PRUNED, not FAIL
+    scale = data.scaling(table)
+    assert len(scale) == 5 and scale["attention_share"].between(0, 1).all()
+
+
+def test_measured_vs_paper_pairs_points_with_published_components(table):
+    comparison = data.measured_vs_paper(table)
+    row = comparison.set_index("point").loc["fastvithd@1024+qwen2_0_5b"]
+    assert row["paper_ms"] == pytest.approx(166.8) and row["ratio"] == pytest.approx(9001.0 / 166.8)
+    assert "published:Table 10 R3" in row["paper_source"]
+    same = pd.DataFrame({"ours_ms": [1.0, 2.0, 3.0], "paper_ms": [10.0, 20.0, 30.0]})
+    assert data.ranking_agreement(same) == 1.0
+    assert data.ranking_agreement(same.assign(paper_ms=[30.0, 20.0, 10.0])) == -1.0
+
+
+def test_search_progress_hypervolume_never_decreases(table):
+    progress = data.search_progress(table, OBJECTIVES, budget=10000.0)
+    curve = progress["hypervolume"]["hypervolume"].to_numpy()
+    assert len(curve) == 3 and np.all(np.diff(curve) >= 0)  # trial 2 is over budget
+
+
+def test_failed_noisy_pruned_and_method(table):
+    problems = data.failed_and_noisy(table)
+    assert problems["failed"]["trial"].tolist() == [4]
+    assert problems["noisy"]["trial"].tolist() == [5]
+    assert problems["pruned"]["trial"].tolist() == [3]
+    method = data.method(table, {"experiment": "x", "command": "python -m fastvitsearch.sweep +experiment=x"})
+    assert method["threads"] == ["1"] and method["accuracy_recipes"] == ["15+1.1"]
+    assert method["sources"]["prefill_ms"]["predicted:prefill-fit"] == 1
+
+
+def _fixture_folder(tmp_path, table) -> Path:
+    folder = tmp_path / "sweeps" / "demo" / "study"
+    folder.mkdir(parents=True)
+    table.to_csv(folder / "results.csv", index=False)
+    meta = {
+        "experiment": "demo",
+        "study": "study",
+        "objectives": OBJECTIVES,
+        "command": f"run {EVIL}",
+        "config": {"search": {"name": "grid"}},
+    }
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_report_renders_html_and_pngs_from_a_results_table(tmp_path, table):
+    report = build_report(_fixture_folder(tmp_path, table), tmp_path / "report")
+    assert report.html.exists() and report.html.stat().st_size < 10e6
+    names = {p.name for p in report.pngs}
+    assert names == {"front.png", "ttft_breakdown.png", "scaling.png", "vs_paper.png"}
+    for png in report.pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = report.html.read_text()
+    assert EVIL not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?:", page)  # works offline: nothing fetched
+    for section in ("Pareto set", "Method", "Failed, noisy and pruned trials", "Ranking here vs the paper"):
+        assert section in page
+
+
+def test_report_lands_under_reports_by_default(tmp_path, table, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    report = build_report(Path("sweeps/demo/study"), None) if _fixture_folder(tmp_path, table) else None
+    assert report.directory == Path("reports/demo/study")
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_report_opens_in_headless_chromium_without_console_errors(tmp_path, table):
+    report = build_report(_fixture_folder(tmp_path, table), tmp_path / "report")
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+        "--virtual-time-budget=20000",
+        "--window-size=1400,2000",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    url = report.html.resolve().as_uri()
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", url], capture_output=True, text=True, timeout=180)
+    assert dom.stdout.count('class="main-svg"') >= 2 * len(report.pngs)  # every plot drew its SVG layers
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not [line for line in console if "Uncaught" in line or "Error" in line], console
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", *flags, f"--screenshot={shot}", url], capture_output=True, timeout=180)
+    assert shot.exists() and shot.stat().st_size > 10_000
+    artifacts = Path(__file__).resolve().parents[1] / ".pytest_artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shutil.copy(shot, artifacts / "report_screenshot.png")
