@@ -78,7 +78,7 @@ def _build_hybrid(spec: HybridEncoderSpec, inference_mode: bool, device, dtype) 
     )
 
 
-def _build_vit(spec: ViTSpec, resolution: int, device, dtype) -> VisionTransformer:
+def _build_vit(spec: ViTSpec, resolution: int, dynamic_size: bool, device, dtype) -> VisionTransformer:
     return VisionTransformer(
         img_size=resolution,
         patch_size=spec.patch,
@@ -91,7 +91,7 @@ def _build_vit(spec: ViTSpec, resolution: int, device, dtype) -> VisionTransform
         norm_layer=partial(LayerNorm, eps=1e-5),
         num_classes=0,
         global_pool="",
-        dynamic_img_size=True,
+        dynamic_img_size=dynamic_size,
         device=device,
         dtype=dtype,
     )
@@ -102,6 +102,7 @@ def build_encoder(
     resolution: int,
     *,
     inference_mode: bool = False,
+    dynamic_size: bool = True,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> VisualEncoder:
@@ -110,11 +111,12 @@ def build_encoder(
     ``inference_mode=True`` builds the reparameterized form directly (no train branches ever
     allocated); with ``device="meta"`` nothing is allocated at all, which is how counting runs.
     A ViT's learned position table is sized for ``resolution`` (so its parameter count depends
-    on it) and is interpolated by timm for other sizes.
+    on it) and is interpolated by timm for other sizes; ``dynamic_size=False`` fixes the ViT to
+    ``resolution`` (no interpolation op in the graph: what Core ML export needs).
     """
     spec.tokens(resolution)  # raises a SpecError naming `resolution` if it does not fit
     if isinstance(spec, ViTSpec):
         # a ViT has no train-time branches: it is always in inference form
-        return VisualEncoder(spec, _build_vit(spec, resolution, device, dtype), reparameterized=True)
+        return VisualEncoder(spec, _build_vit(spec, resolution, dynamic_size, device, dtype), reparameterized=True)
     backbone = _build_hybrid(spec, inference_mode, device, dtype)
     return VisualEncoder(spec, backbone, reparameterized=inference_mode)

@@ -13,7 +13,7 @@ from fastvitsearch.accuracy import AccuracySource, first_value
 from fastvitsearch.llm import LLMSpec
 from fastvitsearch.presets import get_preset
 from fastvitsearch.profile.count import count_encoder
-from fastvitsearch.profile.devices import LocalDevice, PaperM1Max
+from fastvitsearch.profile.devices import CoreMLDevice, LocalDevice, PaperM1Max
 from fastvitsearch.profile.estimate import Estimate
 from fastvitsearch.profile.timing import device_fingerprint, versions
 from fastvitsearch.profile.ttft import ttft
@@ -57,7 +57,7 @@ def _part(prefix: str, estimate: Estimate) -> dict[str, Any]:
 
 def evaluate(
     point: Point,
-    device: LocalDevice | PaperM1Max,
+    device: LocalDevice | PaperM1Max | CoreMLDevice,
     accuracy_sources: list[AccuracySource],
     metric: str,
     text_tokens: int = 0,
@@ -88,6 +88,9 @@ def evaluate(
         record["device_fingerprint"] = device_fingerprint(device.torch_device)
         record["threads"] = device.threads
         record["runtime"] = device.runtime
+    elif isinstance(device, CoreMLDevice):
+        record["device_fingerprint"] = device.name
+        record["coreml_covered"] = device.covers(point.encoder, point.resolution)
     if point.llm is None:
         record.update(_part("encoder_ms", device.encoder_latency(point.encoder, point.resolution)))
     else:
@@ -97,7 +100,7 @@ def evaluate(
         accuracy = first_value(accuracy_sources, point.encoder, point.resolution, point.llm, metric)
         record.update(
             accuracy=accuracy.value if accuracy else None,
-            accuracy_metric=metric,
+            accuracy_metric=accuracy.metric if accuracy else metric,
             accuracy_source=accuracy.source if accuracy else None,
             accuracy_error=accuracy.error if accuracy else None,
             accuracy_detail=accuracy.detail if accuracy else None,

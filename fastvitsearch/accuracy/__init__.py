@@ -38,9 +38,17 @@ class AccuracySource(Protocol):
 
 def make_sources(names: Sequence[str], options: dict[str, Any] | None = None) -> list[AccuracySource]:
     """Instantiate sources by name; ``options[name]`` holds each one's settings."""
+    from fastvitsearch.accuracy.predicted import PredictedAccuracy
+    from fastvitsearch.accuracy.proxy import ProxyAccuracy
     from fastvitsearch.accuracy.published import PublishedAccuracy
+    from fastvitsearch.accuracy.results_file import ResultsFileAccuracy
 
-    known = {"published": PublishedAccuracy}
+    known = {
+        "published": PublishedAccuracy,
+        "predicted": PredictedAccuracy,
+        "proxy": ProxyAccuracy,
+        "results_file": ResultsFileAccuracy,
+    }
     sources = []
     for name in names:
         if name not in known:

@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +30,7 @@ from fastvitsearch.profile.runtimes import check_runtime
 from fastvitsearch.profile.timing import TimingProtocol
 from fastvitsearch.spec import EncoderSpec, SpecError
 
-DEVICES = ("cpu", "cuda", "paper_m1max")
+DEVICES = ("cpu", "cuda", "paper_m1max", "coreml")
 
 
 @dataclass
@@ -257,6 +259,59 @@ class PaperM1Max:
         return model.estimate(llm.prefill_flops(tokens))
 
 
+@dataclass
+class CoreMLDevice:
+    """Encoder latencies timed on an Apple device (``time_coreml.py``'s results file).
+
+    Points the file covers (matched by spec hash and resolution, for ``compute_unit``) take its
+    median, labelled ``measured:coreml:<device>/<unit>``; every other part and every point it
+    does not cover comes from ``fallback`` with that device's own source label.
+    """
+
+    results: str
+    fallback: LocalDevice | PaperM1Max
+    compute_unit: str = "ALL"
+
+    def __post_init__(self) -> None:
+        path = Path(self.results)
+        if not path.exists():
+            raise SpecError("device.results", f"no Core ML results file at {path}")
+        payload = json.loads(path.read_text())
+        self.device_name = payload.get("device_name", "unknown Apple device")
+        self.name = f"coreml:{self.device_name}"
+        self._latency = {}
+        for row in payload.get("results", []):
+            if row.get("compute_unit") == self.compute_unit and row.get("spec_hash"):
+                self._latency[(row["spec_hash"], int(row["resolution"]))] = row
+        if not self._latency:
+            raise SpecError("device.compute_unit", f"{path} has no results for compute unit {self.compute_unit}")
+
+    def covers(self, spec: EncoderSpec, resolution: int) -> bool:
+        return (spec.content_hash, resolution) in self._latency
+
+    def encoder_latency(self, spec: EncoderSpec, resolution: int) -> Estimate:
+        row = self._latency.get((spec.content_hash, resolution))
+        if row is None:
+            return self.fallback.encoder_latency(spec, resolution)
+        detail = {
+            "median_ms": row["median_ms"],
+            "p90_ms": row.get("p90_ms"),
+            "n": row.get("n"),
+            "package": row.get("package"),
+            "precision": row.get("precision"),
+            "results_file": self.results,
+        }
+        return Estimate(
+            float(row["median_ms"]), f"measured:coreml:{self.device_name}/{self.compute_unit}", None, detail
+        )
+
+    def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Estimate:
+        return self.fallback.projector_latency(feature_width, tokens, llm)
+
+    def prefill_latency(self, llm: LLMSpec, tokens: int) -> Estimate:
+        return self.fallback.prefill_latency(llm, tokens)
+
+
 def make_device(name: str, **options) -> LocalDevice | PaperM1Max:
     """``cpu`` | ``cuda`` | ``paper_m1max`` -> a device profile."""
     if name == "paper_m1max":
@@ -266,12 +321,17 @@ def make_device(name: str, **options) -> LocalDevice | PaperM1Max:
     raise SpecError("device", f"unknown device {name!r}; one of {', '.join(DEVICES)}")
 
 
-def device_from_config(options: dict[str, Any]) -> LocalDevice | PaperM1Max:
+def device_from_config(options: dict[str, Any]) -> LocalDevice | PaperM1Max | CoreMLDevice:
     """A device profile from a ``conf/device/*.yaml`` mapping (name, threads, timing, cache_dir…)."""
     options = dict(options)
     name = options.pop("name")
     if name == "paper_m1max":
         return make_device(name)
+    if name == "coreml":
+        fallback = device_from_config(options.pop("fallback", None) or {"name": "paper_m1max"})
+        if not options.get("results"):
+            raise SpecError("device.results", "name the results file written by time_coreml.py")
+        return CoreMLDevice(str(options["results"]), fallback, options.get("compute_unit", "ALL"))
     protocol = TimingProtocol(**(options.pop("timing", None) or {}))
     cache = MeasurementCache(options.pop("cache_dir", None))
     known = {f.name for f in fields(LocalDevice)}

@@ -1,0 +1,1 @@
+"""Core ML export (coremltools) and the import of latencies timed on Apple devices."""
