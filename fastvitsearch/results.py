@@ -7,6 +7,7 @@ report never needs the process that ran the sweep.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def write_tables(study: optuna.Study, directory: Path) -> pd.DataFrame:
         ("results.csv", lambda t, p: t.to_csv(p, index=False)),
         ("results.parquet", lambda t, p: t.to_parquet(p, index=False)),
     ):
-        tmp = directory / f".{name}.tmp"
+        tmp = directory / f".{name}.{os.getpid()}.tmp"
         writer(table, tmp)
         tmp.replace(directory / name)
     return table

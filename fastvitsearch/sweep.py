@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -104,6 +105,84 @@ def _recover_interrupted(study: optuna.Study, retry_failed: bool) -> int:
     return recovered
 
 
+def make_storage(cfg: DictConfig, directory: Path) -> optuna.storages.BaseStorage | str:
+    """The study's storage. Workers (``worker=true``) get heartbeats, so a killed worker's trial
+    is failed after ``workers.grace_s`` and re-enqueued (Optuna's RetryHeartbeatStaleTrialCallback);
+    ``journal:<file>`` selects Optuna's JournalStorage for shared file systems."""
+    url = cfg.storage or sqlite_url(directory)
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    if not cfg.worker:
+        return url
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=int(cfg.workers.heartbeat_s),
+            grace_period=int(cfg.workers.grace_s),
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=int(cfg.workers.max_retry)
+            ),
+        )
+
+
+def enqueue_grid(study: optuna.Study, points: list[Point]) -> int:
+    """Queue every grid point not yet in the study (any state): run once, before workers start,
+    so that workers only pop queued points and no point is ever run twice."""
+    present = _done_keys(study) | {t.user_attrs.get("point") for t in study.get_trials(deepcopy=False)}
+    added = 0
+    for point in points:
+        if point.key not in present:
+            study.enqueue_trial({"point": point.key}, user_attrs={"point": point.key}, skip_if_exists=False)
+            added += 1
+    return added
+
+
+def _beats(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether the storage keeps heartbeats (Optuna's own test, public methods only)."""
+    return hasattr(storage, "record_heartbeat") and storage.get_heartbeat_interval() is not None
+
+
+def _claim_queued(study: optuna.Study) -> optuna.Trial | None:
+    """Pop one queued (WAITING) trial atomically, as ``Study.ask`` does, but never sample a new
+    one: with several workers a sampled grid point could duplicate a queued one."""
+    storage = study._storage
+    for frozen in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                if _beats(storage):
+                    storage.record_heartbeat(frozen._trial_id)  # stale-able from the first moment
+                return optuna.Trial(study, frozen._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def _heartbeat(study: optuna.Study, trial: optuna.Trial, interval: float) -> Iterator[None]:
+    """Record the trial's heartbeat every ``interval`` s while it runs (worker mode)."""
+    storage = study._storage
+    if not _beats(storage):
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            storage.record_heartbeat(trial._trial_id)
+
+    storage.record_heartbeat(trial._trial_id)
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _done_keys(study: optuna.Study) -> set[str]:
     """Grid points finished, running or queued (an interrupted trial's point is not done)."""
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
@@ -171,10 +250,12 @@ def run_sweep(cfg: DictConfig) -> SweepOutcome:
     by_key = {p.key: p for p in points}
     space = OmegaConf.to_container(cfg.space, resolve=True) if not is_grid else None
     budget = cfg.get("ttft_budget_ms")
-    with _exclusive(directory):
+    worker = bool(cfg.worker)
+    # a local sweep owns its folder (so RUNNING trials there are stale); workers share a study
+    with contextlib.nullcontext() if worker else _exclusive(directory):
         study = optuna.create_study(
             study_name=cfg.study_name,
-            storage=cfg.storage or sqlite_url(directory),
+            storage=make_storage(cfg, directory),
             sampler=_sampler(cfg, list(by_key)),
             directions=list(objectives.values()),
             load_if_exists=True,
@@ -182,20 +263,20 @@ def run_sweep(cfg: DictConfig) -> SweepOutcome:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(objectives))
-        study.set_user_attr("experiment", cfg.name)
-        study.set_user_attr("config", OmegaConf.to_container(cfg, resolve=True))
-        write_meta(
-            directory,
-            {
-                "experiment": cfg.name,
-                "study": cfg.study_name,
-                "objectives": objectives,
-                "ttft_budget_ms": budget,
-                "command": _command(cfg),
-                "config": OmegaConf.to_container(cfg, resolve=True),
-            },
-        )
-        recovered = _recover_interrupted(study, bool(cfg.retry_failed))
+        if not worker:
+            study.set_user_attr("experiment", cfg.name)
+            write_meta(
+                directory,
+                {
+                    "experiment": cfg.name,
+                    "study": cfg.study_name,
+                    "objectives": objectives,
+                    "ttft_budget_ms": budget,
+                    "command": _command(cfg),
+                    "config": OmegaConf.to_container(cfg, resolve=True),
+                },
+            )
+        recovered = 0 if worker else _recover_interrupted(study, bool(cfg.retry_failed))
         if space is not None and not study.trials:
             for params in anchor_params(space):
                 study.enqueue_trial(params, user_attrs={"anchor": params["family"]})
@@ -210,45 +291,52 @@ def run_sweep(cfg: DictConfig) -> SweepOutcome:
             print(
                 f"study {cfg.study_name!r} in {directory}: {planned} trial(s) to run"
                 + (f", {recovered} interrupted point(s) re-enqueued" if recovered else "")
+                + (f" (worker {cfg.worker_id}, shared with others)" if worker else "")
             )
         ran = failed = 0
         bar = tqdm(total=planned, disable=quiet or not sys.stderr.isatty(), unit="trial", dynamic_ncols=True)
-        while ran < planned:
-            trial = study.ask()
+        while True:
+            trial = _next_trial(cfg, study, ran, planned, is_grid)
+            if trial is None:
+                break
             start = time.perf_counter()
             state, values, message = TrialState.FAIL, None, ""
-            try:
-                if is_grid:
-                    point: Point = by_key[trial.suggest_categorical("point", list(by_key))]
-                else:
-                    point = suggest_point(trial, space)
-                trial.set_user_attr("point", point.key)
-                record = evaluate(point, device, sources, metric, int(cfg.text_tokens))
-                trial.set_user_attr(RECORD_ATTR, record)
-                if budget is not None and record.get("ttft_ms") is not None:
-                    excess = float(record["ttft_ms"]) - float(budget)  # feasible when <= 0
-                    trial.set_constraint("ttft_budget_ms", excess)
-                    trial.set_user_attr("ttft_over_budget_ms", excess)
-                missing = [name for name in objectives if record.get(name) is None]
-                if missing:
-                    state = TrialState.PRUNED
-                    message = (
-                        f"no value for {', '.join(missing)} "
-                        f"(accuracy sources: {list(cfg.accuracy.sources)}, metric {metric})"
-                    )
-                    trial.set_user_attr("missing", message)
-                    line = f"{point.key}: PRUNED, {message}"
-                else:
-                    state, values = TrialState.COMPLETE, [float(record[name]) for name in objectives]
-                    line = f"{point.key}: {_summary(record, objectives)}"
-            except (Exception, MemoryError) as err:  # noqa: BLE001 - every failure becomes a FAIL record
-                message = f"{type(err).__name__}: {err}"
-                trial.set_user_attr("error", message)
-                failed += 1
-                line = f"{trial.user_attrs.get('point', f'trial {trial.number}')}: FAIL {message}"
-            study.tell(trial, values, state=state)
+            with _heartbeat(study, trial, float(cfg.workers.heartbeat_s)):
+                try:
+                    if worker:
+                        trial.set_user_attr("worker", str(cfg.worker_id))
+                    if is_grid:
+                        point: Point = by_key[trial.suggest_categorical("point", list(by_key))]
+                    else:
+                        point = suggest_point(trial, space)
+                    trial.set_user_attr("point", point.key)
+                    record = evaluate(point, device, sources, metric, int(cfg.text_tokens))
+                    trial.set_user_attr(RECORD_ATTR, record)
+                    if budget is not None and record.get("ttft_ms") is not None:
+                        excess = float(record["ttft_ms"]) - float(budget)  # feasible when <= 0
+                        trial.set_constraint("ttft_budget_ms", excess)
+                        trial.set_user_attr("ttft_over_budget_ms", excess)
+                    missing = [name for name in objectives if record.get(name) is None]
+                    if missing:
+                        state = TrialState.PRUNED
+                        message = (
+                            f"no value for {', '.join(missing)} "
+                            f"(accuracy sources: {list(cfg.accuracy.sources)}, metric {metric})"
+                        )
+                        trial.set_user_attr("missing", message)
+                        line = f"{point.key}: PRUNED, {message}"
+                    else:
+                        state, values = TrialState.COMPLETE, [float(record[name]) for name in objectives]
+                        line = f"{point.key}: {_summary(record, objectives)}"
+                except (Exception, MemoryError) as err:  # noqa: BLE001 - every failure becomes a FAIL record
+                    message = f"{type(err).__name__}: {err}"
+                    trial.set_user_attr("error", message)
+                    failed += 1
+                    line = f"{trial.user_attrs.get('point', f'trial {trial.number}')}: FAIL {message}"
+                study.tell(trial, values, state=state)
             ran += 1
-            write_tables(study, directory)
+            if not worker:  # workers leave the table to the launcher (a shared file is a race)
+                write_tables(study, directory)
             bar.update(1)
             if not quiet:
                 tqdm.write(f"[{ran}/{planned}] {line}  ({time.perf_counter() - start:.1f} s)")
@@ -259,8 +347,45 @@ def run_sweep(cfg: DictConfig) -> SweepOutcome:
                     f"{cfg.max_failure_rate:.0%}); last error: {message}. Recorded trials are kept in {directory}"
                 )
         bar.close()
-        write_tables(study, directory)
+        if not worker:
+            write_tables(study, directory)
     return SweepOutcome(study, directory, ran, failed)
+
+
+def _next_trial(cfg: DictConfig, study: optuna.Study, ran: int, planned: int, is_grid: bool) -> optuna.Trial | None:
+    """The next trial to run, or None when this process is done.
+
+    Alone: ``study.ask()`` until the planned count. As a worker: fail trials whose heartbeat
+    expired (their points are re-queued), then pop a queued point; with none queued, wait while
+    other workers still run trials that could fail back into the queue.
+    """
+    if not cfg.worker:
+        return study.ask() if ran < planned else None
+    deadline = time.monotonic() + float(cfg.workers.max_wait_s)
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        if not is_grid:
+            started = len(
+                study.get_trials(
+                    deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+                )
+            )
+            if started >= int(cfg.search.n_trials):
+                return None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "heartbeat is meant for optimize()"
+                return _claim_queued(study) or study.ask()
+        trial = _claim_queued(study)
+        if trial is not None:
+            return trial
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return None
+        if time.monotonic() > deadline:
+            print(f"worker {cfg.worker_id}: stopped waiting for other workers' trials after {cfg.workers.max_wait_s} s")
+            return None
+        time.sleep(float(cfg.workers.poll_s))
 
 
 def front_table(outcome: SweepOutcome, objectives: dict[str, str]) -> str:
@@ -280,6 +405,9 @@ def main(cfg: DictConfig) -> None:
     except (SpecError, RuntimeMismatch, SweepAborted) as err:
         sys.exit(f"error: {err}")
     objectives = objectives_of(cfg)
+    if cfg.worker:  # the launcher writes the table, the front and the report once all workers end
+        print(f"worker {cfg.worker_id}: ran {outcome.ran} trial(s), {outcome.failed} failed")
+        return
     print(f"\nPareto front ({', '.join(f'{k}: {v}' for k, v in objectives.items())}):")
     print(front_table(outcome, objectives))
     print(

@@ -234,3 +234,12 @@ def test_report_opens_in_headless_chromium_without_console_errors(tmp_path, tabl
     artifacts = Path(__file__).resolve().parents[1] / ".pytest_artifacts"
     artifacts.mkdir(exist_ok=True)
     shutil.copy(shot, artifacts / "report_screenshot.png")
+
+
+def test_timings_from_several_devices_are_never_mixed_silently(tmp_path, table):
+    table = table.assign(device_fingerprint=["cpu-aaa", "cpu-aaa", "cpu-bbb", "cpu-bbb", "cpu-aaa", "cpu-bbb"])
+    hardware = data.devices(table)
+    assert sorted(hardware["device_fingerprint"]) == ["cpu-aaa", "cpu-bbb"]
+    assert all("[cpu-" in label for label in data.ttft_breakdown(table)["label"])
+    report = build_report(_fixture_folder(tmp_path, table), tmp_path / "report")
+    assert "Warning: timings from several devices" in report.html.read_text()

@@ -121,6 +121,19 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
         front = pareto_front(done, objectives)
         columns = [c for c in dict.fromkeys([*FRONT_COLUMNS, *objectives]) if c in front]
         sections.append(("Pareto set", html.table_html(front[columns])))
+    hardware = data.devices(table)
+    if len(hardware) > 1:
+        sections.insert(
+            0,
+            (
+                "Warning: timings from several devices",
+                "<p>These trials were timed on different "
+                "hardware; bars are labelled with their device fingerprint and no figure averages "
+                "across devices.</p>" + html.table_html(hardware),
+            ),
+        )
+    elif len(hardware):
+        sections.append(("Device", html.table_html(hardware)))
     problems = data.failed_and_noisy(table)
     sections.append(
         (

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fastvitsearch.llm import LLM_PRESETS
+from fastvitsearch.llm import LLM_PRESETS, PAPER_NAMES
+from fastvitsearch.paper import ENCODER_NAMES
 from fastvitsearch.pareto import hypervolume, pareto_mask
 from fastvitsearch.presets import get_spec
 from fastvitsearch.profile.devices import PaperM1Max
-from fastvitsearch.spec import SpecError
 
 PARTS = ("encoder_ms", "projector_ms", "prefill_ms")
 LABELS = {
@@ -63,7 +63,7 @@ def profiled(table: pd.DataFrame) -> pd.DataFrame:
 
 def _hover(row: pd.Series, objectives: dict[str, str]) -> str:
     parts = [
-        f"{row.get('point')}",
+        f"{row.get('point')} on {row.get('device_fingerprint') or row.get('device')}",
         f"family {row.get('family')}, {row.get('resolution')} px, "
         f"{row.get('visual_tokens')} tokens, {row.get('macs', float('nan')) / 1e9:.1f} GMACs",
     ]
@@ -100,17 +100,39 @@ def objective_scatter(table: pd.DataFrame, objectives: dict[str, str]) -> dict[s
     return {"x": x, "y": y, "points": done, "front": front}
 
 
+def devices(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per device fingerprint: its name, trial count and median encoder latency.
+
+    Timings from different hardware must never mix silently: when there is more than one row,
+    the report says so and labels every bar with its device.
+    """
+    done = profiled(table)
+    if done.empty or "device_fingerprint" not in done:
+        return pd.DataFrame(columns=["device_fingerprint", "device", "trials", "median_encoder_ms"])
+    grouped = done.groupby(done["device_fingerprint"].fillna(done["device"]))
+    return pd.DataFrame(
+        {
+            "device_fingerprint": list(grouped.groups),
+            "device": [g["device"].iloc[0] for _, g in grouped],
+            "trials": [len(g) for _, g in grouped],
+            "median_encoder_ms": [float(g["encoder_ms"].median()) if "encoder_ms" in g else None for _, g in grouped],
+        }
+    )
+
+
 def ttft_breakdown(table: pd.DataFrame) -> pd.DataFrame:
     """Long table (label, llm, part, ms, source) of the TTFT parts, stacked per encoder and resolution."""
     done = profiled(table)
     if done.empty or "ttft_ms" not in done:
         return pd.DataFrame(columns=["label", "llm", "part", "ms", "source"])
+    several = "device_fingerprint" in done and done["device_fingerprint"].nunique() > 1
     rows = []
     for _, r in done.sort_values(["llm", "family", "resolution"]).iterrows():
+        where = f" [{r['device_fingerprint']}]" if several else ""
         for part in PARTS:
             rows.append(
                 {
-                    "label": f"{r['encoder']} @{r['resolution']}",
+                    "label": f"{r['encoder']} @{r['resolution']}{where}",
                     "llm": r["llm"],
                     "part": part,
                     "ms": float(r[part]),
@@ -154,12 +176,9 @@ def measured_vs_paper(table: pd.DataFrame) -> pd.DataFrame:
     paper = PaperM1Max()
     rows = []
     for _, r in done.iterrows():
-        if r.get("llm") not in LLM_PRESETS:
-            continue
-        try:
-            spec = get_spec(r["encoder"])
-        except SpecError:
-            continue
+        if r.get("llm") not in PAPER_NAMES or r.get("encoder") not in ENCODER_NAMES:
+            continue  # the paper published nothing for this LLM or encoder
+        spec = get_spec(r["encoder"])
         if spec.content_hash != r.get("spec_hash"):
             continue
         encoder = paper.encoder_latency(spec, int(r["resolution"]))
