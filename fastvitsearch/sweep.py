@@ -32,7 +32,7 @@ from fastvitsearch.pareto import pareto_front
 from fastvitsearch.point import Point, evaluate
 from fastvitsearch.profile.devices import device_from_config
 from fastvitsearch.profile.runtimes import RuntimeMismatch
-from fastvitsearch.results import RECORD_ATTR, sqlite_url, write_meta, write_tables
+from fastvitsearch.results import RECORD_ATTR, sqlite_url, trials_table, write_meta, write_tables
 from fastvitsearch.space import anchor_params, grid_points, suggest_point
 from fastvitsearch.spec import SpecError
 
@@ -389,7 +389,8 @@ def _next_trial(cfg: DictConfig, study: optuna.Study, ran: int, planned: int, is
 
 
 def front_table(outcome: SweepOutcome, objectives: dict[str, str]) -> str:
-    table = write_tables(outcome.study, outcome.directory)
+    """The Pareto front as text (run_sweep already wrote the tables; this only reads the study)."""
+    table = trials_table(outcome.study)
     done = table[table["state"] == "COMPLETE"] if len(table) else table
     if done.empty:
         return "no completed trials: no Pareto front"

@@ -201,7 +201,8 @@ def test_report_renders_html_and_pngs_from_a_results_table(tmp_path, table):
 
 def test_report_lands_under_reports_by_default(tmp_path, table, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    report = build_report(Path("sweeps/demo/study"), None) if _fixture_folder(tmp_path, table) else None
+    _fixture_folder(tmp_path, table)
+    report = build_report(Path("sweeps/demo/study"), None)
     assert report.directory == Path("reports/demo/study")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from fastvitsearch.llm import LLM_PRESETS, PAPER_NAMES, LLMSpec, build_llm
-from fastvitsearch.paper import paper_results, rows_for
+from fastvitsearch.paper import ENCODER_NAMES, paper_results, rows_for
 from fastvitsearch.presets import get_spec
 from fastvitsearch.profile.cache import MeasurementCache
 from fastvitsearch.profile.count import count_encoder
@@ -97,7 +97,7 @@ class LocalDevice:
 
     def _measured_prefill(self, llm: LLMSpec, tokens: int) -> Estimate:
         kwargs = dict(device=self.torch_device, threads=self.threads, cache=self.cache, force=self.force)
-        return measure_prefill(llm, tokens, model=_Lazy(lambda: self._model(llm)), **kwargs)
+        return measure_prefill(llm, tokens, model_factory=lambda: self._model(llm), **kwargs)
 
     def prefill_latency(self, llm: LLMSpec, tokens: int) -> Estimate:
         if llm.params > self.max_measured_llm_params:
@@ -143,17 +143,6 @@ class LocalDevice:
         return model
 
 
-class _Lazy(torch.nn.Module):
-    """Builds the LLM only if the cache misses (a cached prefill needs no model)."""
-
-    def __init__(self, factory) -> None:
-        super().__init__()
-        self._factory = factory
-
-    def forward(self, *args, **kwargs):
-        return self._factory()(*args, **kwargs)
-
-
 # --- the paper's M1 Max ---------------------------------------------------------------------------
 #: Table 4 is left out: its FastViTHD latencies are a second series, ~2x Table 10's, and every
 #: Table 6 TTFT is built from Table 10 (see the CSV's notes).
@@ -181,7 +170,7 @@ class PaperM1Max:
     def _published_encoder_latencies() -> dict[tuple[str, int], tuple[float, str]]:
         """(spec hash, resolution) -> (ms, table); Table 10 wins (every Table 6 TTFT uses it)."""
         points: dict[tuple[str, int], tuple[float, str, int]] = {}
-        for preset in ("fastvithd", "fastvit", "vit_l14"):
+        for preset in ENCODER_NAMES:
             spec = get_spec(preset)
             for row in rows_for(preset, "encoder_latency").itertuples():
                 resolution = row.resolution_px
@@ -203,14 +192,7 @@ class PaperM1Max:
         for preset, paper_name in PAPER_NAMES.items():
             rows = frame[(frame["metric"] == "LLM_prefill") & (frame["llm"] == paper_name)]
             for row in rows.itertuples():
-                encoder = next(
-                    (
-                        p
-                        for p in ("fastvithd", "fastvit", "vit_l14")
-                        if row.encoder in rows_for(p, "LLM_prefill")["encoder"].values
-                    ),
-                    None,
-                )
+                encoder = next((p for p, names in ENCODER_NAMES.items() if row.encoder in names), None)
                 resolution = row.resolution_px
                 if encoder is None or resolution != resolution or int(resolution) % get_spec(encoder).output_stride:
                     continue

@@ -8,6 +8,7 @@ runtime, dtype, batch, other processes' CPU use).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -138,11 +139,12 @@ def measure_prefill(
     protocol: TimingProtocol = PREFILL_PROTOCOL,
     cache: MeasurementCache | None = None,
     force: bool = False,
-    model: nn.Module | None = None,
+    model_factory: Callable[[], nn.Module] | None = None,
 ) -> Estimate:
     """Median prefill latency over ``tokens`` input embeddings (batch 1, last logits only).
 
-    Pass ``model`` (from :func:`build_llm`) to reuse one random-weight LLM for several lengths.
+    Pass ``model_factory`` (returning a :func:`build_llm` model) to reuse one random-weight LLM
+    for several lengths; it is only called on a cache miss, so a cached prefill builds nothing.
     """
     dtype = dtype or prefill_dtype(device)
     key = {
@@ -155,7 +157,7 @@ def measure_prefill(
     }
 
     def run_measurement() -> Timing:
-        lm = model if model is not None else build_llm(llm, device=device, dtype=dtype)
+        lm = model_factory() if model_factory is not None else build_llm(llm, device=device, dtype=dtype)
         embeddings = torch.randn(1, tokens, llm.hidden, device=device, dtype=dtype)
         context = {
             "runtime": "eager",
