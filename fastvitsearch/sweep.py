@@ -98,9 +98,12 @@ def _recover_interrupted(study: optuna.Study, retry_failed: bool) -> int:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         elif not (retry_failed and trial.state == TrialState.FAIL):
             continue
-        if trial.number in retried:
+        # a queued point killed before its first suggest has it only in its fixed params; a sampled
+        # trial killed there has none, so there is nothing to retry (a fresh one is sampled)
+        params = trial.params or trial.system_attrs.get("fixed_params", {})
+        if trial.number in retried or not params:
             continue
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        study.enqueue_trial(params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
         recovered += 1
     return recovered
 
@@ -277,14 +280,21 @@ def run_sweep(cfg: DictConfig) -> SweepOutcome:
                 },
             )
         recovered = 0 if worker else _recover_interrupted(study, bool(cfg.retry_failed))
+        if is_grid and not worker:  # every point not yet done is queued, so none is sampled twice
+            enqueue_grid(study, points)
         if space is not None and not study.trials:
             for params in anchor_params(space):
                 study.enqueue_trial(params, user_attrs={"anchor": params["family"]})
         waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         if is_grid:
-            planned = len(set(by_key) - _done_keys(study)) + waiting
+            planned = waiting if not worker else len(set(by_key) - _done_keys(study)) + waiting
         else:
-            finished = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
+            finished = sum(
+                t.user_attrs.get("error") != INTERRUPTED  # a killed trial does not use up the budget
+                for t in study.get_trials(
+                    deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+                )
+            )
             planned = max(0, int(cfg.search.n_trials) - finished)
         quiet = bool(cfg.quiet)
         if not quiet:
@@ -328,12 +338,18 @@ def run_sweep(cfg: DictConfig) -> SweepOutcome:
                     else:
                         state, values = TrialState.COMPLETE, [float(record[name]) for name in objectives]
                         line = f"{point.key}: {_summary(record, objectives)}"
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    # a worker whose heartbeat went stale finds its trial failed and its point queued
+                    # again by another worker: the retry records the point, so this result is dropped
+                    message = "failed by another worker (heartbeat missed); its point was queued again"
+                    failed += 1
+                    line = f"{trial.user_attrs.get('point', f'trial {trial.number}')}: dropped, {message}"
                 except (Exception, MemoryError) as err:  # noqa: BLE001 - every failure becomes a FAIL record
                     message = f"{type(err).__name__}: {err}"
                     trial.set_user_attr("error", message)
                     failed += 1
                     line = f"{trial.user_attrs.get('point', f'trial {trial.number}')}: FAIL {message}"
-                study.tell(trial, values, state=state)
+                study.tell(trial, values, state=state, skip_if_finished=worker)
             ran += 1
             if not worker:  # workers leave the table to the launcher (a shared file is a race)
                 write_tables(study, directory)

@@ -72,7 +72,8 @@ def test_a_sweep_failing_everywhere_stops_with_a_clear_message_and_keeps_records
     monkeypatch.setattr(sweep_module, "evaluate", lambda *a, **k: (_ for _ in ()).throw(ValueError("broken")))
     with pytest.raises(SweepAborted, match=r"max_failure_rate: 4 of 4 trials failed"):
         run_sweep(_cfg(tmp_path, "+experiment=smoke"))
-    assert len(results.load(tmp_path / "study")) == 4
+    states = results.load(tmp_path / "study")["state"].value_counts().to_dict()
+    assert states == {"FAIL": 4, "WAITING": SMOKE_POINTS - 4}  # the points not reached stay queued for a rerun
 
 
 def test_overrides_change_the_trial_set(tmp_path):
@@ -168,6 +169,43 @@ def test_killed_sweep_resumes_without_losing_or_rerunning_trials(tmp_path):
     assert len(interrupted) <= 1  # the kill lands mid-trial almost always; either way nothing is lost
     retries = {t.user_attrs.get("retry_of") for t in after}
     assert all(t.number in retries for t in interrupted)
+
+
+def test_trials_interrupted_before_or_after_choosing_their_point_are_rerun_once(tmp_path, monkeypatch):
+    """Every window a kill can land in: mid-evaluation (point chosen), popped from the queue but
+    not yet suggested (point only in fixed params), and a bare RUNNING trial (no point at all)."""
+    real_evaluate = sweep_module.evaluate
+    calls = []
+
+    def dies_on_the_third(point, *args, **kwargs):
+        calls.append(point.key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # not caught by the trial loop: the trial stays RUNNING, as after SIGKILL
+        return real_evaluate(point, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "evaluate", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_cfg(tmp_path, "+experiment=smoke"))
+    storage = results.sqlite_url(tmp_path / "study")
+    study = optuna.load_study(study_name="smoke", storage=storage)
+    study.ask()  # popped from the queue, killed before its suggest
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING))  # no point at all
+    before = {t.number: (t.values, t.user_attrs["point"]) for t in study.trials if t.state.name == "COMPLETE"}
+    assert len(before) == 2
+
+    monkeypatch.setattr(sweep_module, "evaluate", real_evaluate)
+    outcome = run_sweep(_cfg(tmp_path, "+experiment=smoke"))
+    after = optuna.load_study(study_name="smoke", storage=storage).trials
+    assert outcome.ran == SMOKE_POINTS - 2 and outcome.failed == 0
+    for number, kept in before.items():
+        assert (after[number].values, after[number].user_attrs["point"]) == kept
+    complete = [t.user_attrs["point"] for t in after if t.state.name == "COMPLETE"]
+    assert sorted(complete) == sorted(set(complete)) and len(complete) == SMOKE_POINTS
+    interrupted = [t for t in after if t.user_attrs.get("error") == sweep_module.INTERRUPTED]
+    assert len(interrupted) == 3
+    retried = {t.user_attrs.get("retry_of") for t in after}
+    assert sum(t.number in retried for t in interrupted) == 2  # the bare trial had no point to retry
+    assert run_sweep(_cfg(tmp_path, "+experiment=smoke")).ran == 0
 
 
 def test_cli_shows_the_composed_config_and_hydra_errors_for_typos(tmp_path):

@@ -14,6 +14,7 @@ import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 
+import fastvitsearch.sweep as sweep_module
 from fastvitsearch.workers import prepare, worker_command
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -32,7 +33,7 @@ def _overrides(tmp_path, storage):
         f"device.cache_dir={tmp_path / 'cache'}",
         "device.timing.warmup_seconds=1.0",
         "workers.heartbeat_s=1",
-        "workers.grace_s=3",
+        "workers.grace_s=6",  # generous: a live worker on a busy 2-core runner must not look dead
         "workers.poll_s=0.3",
     ]
 
@@ -86,3 +87,30 @@ def test_sqlite_works_for_a_few_local_workers(tmp_path):
     # and contend on every heartbeat; fine for a few local processes, not for a cluster.
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     _run_with_a_kill(tmp_path, storage, workers=2)
+
+
+def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path, monkeypatch):
+    """A heartbeat delayed past the grace period gets a live worker's trial failed and its point
+    queued again by another worker; the slow worker must drop its result and keep working."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    overrides = [*_overrides(tmp_path, storage), "worker=true", "worker_id=0"]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    study = prepare(cfg)
+    real_evaluate = sweep_module.evaluate
+    failed_behind_its_back = []
+
+    def evaluate_while_another_worker_fails_the_trial(point, *args, **kwargs):
+        if not failed_behind_its_back:
+            (trial,) = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"point": point.key})
+            failed_behind_its_back.append(point.key)
+        return real_evaluate(point, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "evaluate", evaluate_while_another_worker_fails_the_trial)
+    outcome = sweep_module.run_sweep(cfg)
+    trials = optuna.load_study(study_name="smoke", storage=storage).get_trials()
+    complete = Counter(t.user_attrs["point"] for t in trials if t.state.name == "COMPLETE")
+    assert len(complete) == GRID and set(complete.values()) == {1}
+    assert outcome.ran == GRID + 1 and outcome.failed == 1
