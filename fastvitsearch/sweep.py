@@ -51,20 +51,12 @@ class SweepOutcome:
     failed: int
 
 
-class _AskTellGridSampler(optuna.samplers.GridSampler):
-    """Optuna's GridSampler, minus its ``study.stop()`` when the grid is exhausted: that call is
-    only legal inside ``optimize``; this sweep drives ask/tell and counts the grid itself."""
-
-    def after_trial(self, study, trial, state, values) -> None:
-        return None
-
-
-def _sampler(cfg: DictConfig, keys: list[str] | None) -> optuna.samplers.BaseSampler:
+def _sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
     """Constraints (the TTFT budget) reach NSGA-II and TPE through ``Trial.set_constraint``."""
     search = cfg.search
     seed = search.get("seed", 0)
-    if search.name == "grid":
-        return _AskTellGridSampler({"point": keys}, seed=seed)
+    if search.name == "grid":  # never samples: every grid point is queued and popped (see enqueue_grid)
+        return optuna.samplers.RandomSampler(seed=seed)
     if search.name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=search.population_size, seed=seed)
     if search.name == "tpe":
@@ -259,7 +251,7 @@ def run_sweep(cfg: DictConfig) -> SweepOutcome:
         study = optuna.create_study(
             study_name=cfg.study_name,
             storage=make_storage(cfg, directory),
-            sampler=_sampler(cfg, list(by_key)),
+            sampler=_sampler(cfg),
             directions=list(objectives.values()),
             load_if_exists=True,
         )
@@ -371,11 +363,14 @@ def run_sweep(cfg: DictConfig) -> SweepOutcome:
 def _next_trial(cfg: DictConfig, study: optuna.Study, ran: int, planned: int, is_grid: bool) -> optuna.Trial | None:
     """The next trial to run, or None when this process is done.
 
-    Alone: ``study.ask()`` until the planned count. As a worker: fail trials whose heartbeat
-    expired (their points are re-queued), then pop a queued point; with none queued, wait while
-    other workers still run trials that could fail back into the queue.
+    Alone: pop queued grid points until none is left, or ``study.ask()`` a search until the
+    planned count. As a worker: fail trials whose heartbeat expired (their points are re-queued),
+    then pop a queued point; with none queued, wait while other workers still run trials that
+    could fail back into the queue.
     """
     if not cfg.worker:
+        if is_grid:
+            return _claim_queued(study)
         return study.ask() if ran < planned else None
     deadline = time.monotonic() + float(cfg.workers.max_wait_s)
     while True:
