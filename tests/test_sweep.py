@@ -112,6 +112,30 @@ def test_arch_search_runs_anchors_first_with_the_budget_as_constraint(tmp_path):
     assert any(t.user_attrs["ttft_over_budget_ms"] > 0 for t in complete)  # ViT-L/14 + 1.5B is over 400 ms
 
 
+def test_an_interrupted_search_trial_is_retried_and_does_not_use_up_the_budget(tmp_path, monkeypatch):
+    real_evaluate = sweep_module.evaluate
+    calls = []
+
+    def dies_on_the_third(point, *args, **kwargs):
+        calls.append(point.key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the trial stays RUNNING, as after SIGKILL
+        return real_evaluate(point, *args, **kwargs)
+
+    # 8 trials: the 6 anchors (the third one is interrupted), its retry, and 1 sampled
+    overrides = ["+experiment=arch_search", "device=paper_m1max", "search.n_trials=8", "search.population_size=4"]
+    monkeypatch.setattr(sweep_module, "evaluate", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_cfg(tmp_path, *overrides))
+    monkeypatch.setattr(sweep_module, "evaluate", real_evaluate)
+    outcome = run_sweep(_cfg(tmp_path, *overrides))
+    trials = optuna.load_study(study_name="arch_search", storage=results.sqlite_url(tmp_path / "study")).trials
+    (interrupted,) = [t for t in trials if t.user_attrs.get("error") == sweep_module.INTERRUPTED]
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == interrupted.number]
+    assert retry.params == interrupted.params and retry.state.name == "COMPLETE"
+    assert outcome.ran == 6 and sum(t.state.name == "COMPLETE" for t in trials) == 8  # n_trials real trials
+
+
 def test_knobs_reproduce_fastvithd_exactly():
     assert hybrid_from_knobs(5, 96, 1.0, 3, 4.0).content_hash == get_spec("fastvithd").content_hash
 
