@@ -2,8 +2,8 @@
 
 1. our ``fastvithd`` vs timm's ``fastvit_mci3``, both reparameterized (target ratio <= 1.00:
    building on timm must cost nothing);
-2. FastViTHD@1024 vs ViT-L/14@336 and FastViT@768, beside the paper's M1 Max 116.3 / 127.4 /
-   34.5 ms (Tables 10 and 1): does the ranking hold here?
+2. FastViTHD@1024 vs ViT-L/14@336 and FastViT@768, beside the paper's M1 Max encoder latencies
+   (read from the package data through ``fastvitsearch.paper``, Table 10 first): does the ranking hold here?
 3. each runtime's speedup over eager fp32 (FastViTHD at --runtime-resolution).
 
     python benchmarks/encoder_latency.py [--threads 1] [--budget 3] [--skip-compile]
@@ -18,13 +18,15 @@ import timm
 import torch
 from timm.utils.model import reparameterize_model
 
+from fastvitsearch import paper
 from fastvitsearch.build import build_encoder
 from fastvitsearch.presets import get_spec
 from fastvitsearch.profile.measure import measure_encoder
 from fastvitsearch.profile.runtimes import RUNTIMES
 from fastvitsearch.profile.timing import TimingProtocol, measure
 
-PAPER_MS = {("fastvithd", 1024): 116.3, ("vit_l14", 336): 127.4, ("fastvit", 768): 34.5}
+POINTS = (("fastvithd", 1024), ("vit_l14", 336), ("fastvit", 768))
+PAPER_MS = {point: paper.encoder_latencies()[point] for point in POINTS}  # (ms, table)
 
 
 def main() -> None:
@@ -70,12 +72,13 @@ def main() -> None:
     print("\n2. the paper's encoders at the paper's resolutions (measured here vs published M1 Max)")
     measured = {k: measure_encoder(get_spec(k[0]), k[1], **kw) for k in PAPER_MS}
     base = measured[("fastvithd", 1024)].value
-    for (name, r), paper in PAPER_MS.items():
+    paper_base = PAPER_MS[("fastvithd", 1024)][0]
+    for (name, r), (published, table) in PAPER_MS.items():
         m = measured[(name, r)]
         noisy = " (noisy)" if m.detail["noisy"] else ""
         print(
             f"   {name:10s} @ {r:4d}px: {m.value:9.1f} ms{noisy}  ratio to FastViTHD@1024 {m.value / base:5.2f}   "
-            f"paper {paper:6.1f} ms, ratio {paper / PAPER_MS[('fastvithd', 1024)]:5.2f}"
+            f"paper {published:6.1f} ms ({table}), ratio {published / paper_base:5.2f}"
         )
 
     print(f"\n3. runtimes, FastViTHD @ {args.runtime_resolution}px (speedup over eager fp32; numerics checked)")

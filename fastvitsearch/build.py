@@ -8,7 +8,9 @@ The wrapper's :meth:`VisualEncoder.features` returns what a VLM consumes: ``[B, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import torch
 from timm.layers import LayerNorm, LayerNorm2d
@@ -38,10 +40,7 @@ class VisualEncoder(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Visual tokens ``[B, tokens, feature_width]`` for a batch ``[B, 3, res, res]``."""
-        x = self.backbone.forward_features(images)
-        if isinstance(self.spec, ViTSpec):
-            return x[:, self.backbone.num_prefix_tokens :]  # drop CLS, as LLaVA does
-        return x.flatten(2).transpose(1, 2)
+        return BUILDERS[self.spec.kind].tokens(self.backbone, self.backbone.forward_features(images))
 
     forward = features
 
@@ -97,6 +96,35 @@ def _build_vit(spec: ViTSpec, resolution: int, dynamic_size: bool, device, dtype
     )
 
 
+class Builder(NamedTuple):
+    """How one encoder kind becomes a module: ``build(spec, resolution, inference_mode,
+    dynamic_size, device, dtype)`` and ``tokens(backbone, forward_features output)``; ``has_train_form``
+    says whether the module has train-time branches to fold (a ViT has none)."""
+
+    build: Callable[..., nn.Module]
+    tokens: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    has_train_form: bool
+
+
+#: one entry per encoder kind (``spec.SPEC_KINDS``)
+BUILDERS: dict[str, Builder] = {
+    "hybrid": Builder(
+        lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_hybrid(
+            spec, inference_mode, device, dtype
+        ),
+        lambda backbone, x: x.flatten(2).transpose(1, 2),
+        has_train_form=True,
+    ),
+    "vit": Builder(
+        lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_vit(
+            spec, resolution, dynamic_size, device, dtype
+        ),
+        lambda backbone, x: x[:, backbone.num_prefix_tokens :],  # drop CLS, as LLaVA does
+        has_train_form=False,
+    ),
+}
+
+
 def build_encoder(
     spec: EncoderSpec,
     resolution: int,
@@ -115,8 +143,6 @@ def build_encoder(
     ``resolution`` (no interpolation op in the graph: what Core ML export needs).
     """
     spec.tokens(resolution)  # raises a SpecError naming `resolution` if it does not fit
-    if isinstance(spec, ViTSpec):
-        # a ViT has no train-time branches: it is always in inference form
-        return VisualEncoder(spec, _build_vit(spec, resolution, dynamic_size, device, dtype), reparameterized=True)
-    backbone = _build_hybrid(spec, inference_mode, device, dtype)
-    return VisualEncoder(spec, backbone, reparameterized=inference_mode)
+    builder = BUILDERS[spec.kind]
+    backbone = builder.build(spec, resolution, inference_mode, dynamic_size, device, dtype)
+    return VisualEncoder(spec, backbone, reparameterized=inference_mode or not builder.has_train_form)

@@ -1,20 +1,23 @@
 """LLM decoders of the study as data, their exact prefill FLOPs, and random-weight builders.
 
-Configs: ``shared/reference/ARCHITECTURES.md`` (Qwen2 model cards, Vicuna-7B v1.5 = Llama-2).
+Configs: the Qwen2 model cards (``config.json`` of Qwen/Qwen2-0.5B, -1.5B, -7B) and Vicuna-7B v1.5
+(= Llama-2-7B's config).
 Prefill is what a VLM pays before the first token: one forward over the visual (and text)
-tokens, keeping only the last position's logits.
+tokens, keeping only the last position's logits. The specs are torch-free (reports read them);
+torch and transformers are imported only to build a model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from fastvitsearch.spec import SpecError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,6 @@ LLM_PRESETS: dict[str, LLMSpec] = {
         LLMSpec("tiny_llm", "qwen2", 2, 64, 4, 2, 128, 512, True, True),
     )
 }
-#: how the paper's CSV names each preset
-PAPER_NAMES = {"qwen2_0_5b": "Qwen2-0.5B", "qwen2_1_5b": "Qwen2-1.5B", "qwen2_7b": "Qwen2-7B", "vicuna_7b": "Vicuna-7B"}
 
 
 def resolve_llm(value: str | dict[str, Any] | LLMSpec) -> LLMSpec:
@@ -129,15 +130,17 @@ def resolve_llm(value: str | dict[str, Any] | LLMSpec) -> LLMSpec:
     raise SpecError("llm", f"expected a preset name or a config mapping, got {value!r}")
 
 
-def build_llm(spec: LLMSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> nn.Module:
+def build_llm(spec: LLMSpec, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> nn.Module:
     """A random-weight causal LM, built without ever materialising a default init.
 
     Built on ``meta``, moved with ``to_empty`` and filled with small normal weights (unit
     RMSNorm scales). ``to_empty`` leaves the rotary ``inv_freq`` buffers uninitialised, which
     would silently scramble positions, so the rotary embedding is re-created on the device.
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
+    dtype = dtype or torch.float32
     config = spec.hf_config()
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)

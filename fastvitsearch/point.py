@@ -1,23 +1,22 @@
-"""One (encoder, resolution, LLM) point and its full record: counted, timed, scored.
+"""One (encoder, resolution, LLM) point and its evaluation into a :class:`TrialRecord`.
 
-The record is plain JSON (Optuna user attrs, CSV/parquet columns); every number in it carries
-its source next to it.
+Cheap first: the spec gives tokens and stride, counting gives params and MACs (once per point),
+then the device gives latencies and the accuracy sources a score, each with its source.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from fastvitsearch.accuracy import AccuracySource, first_value
 from fastvitsearch.llm import LLMSpec
 from fastvitsearch.presets import get_preset
 from fastvitsearch.profile.count import count_encoder
-from fastvitsearch.profile.devices import CoreMLDevice, LocalDevice, PaperM1Max
-from fastvitsearch.profile.estimate import Estimate
-from fastvitsearch.profile.timing import device_fingerprint, versions
+from fastvitsearch.profile.devices import Device
+from fastvitsearch.profile.timing import versions
 from fastvitsearch.profile.ttft import ttft
-from fastvitsearch.spec import EncoderSpec
+from fastvitsearch.record import TrialRecord
+from fastvitsearch.spec import EncoderSpec, SpecError
 
 
 @dataclass(frozen=True)
@@ -38,71 +37,57 @@ def family_of(label: str) -> str:
     """Encoder family for plots: the preset's family, else ``custom``."""
     try:
         return get_preset(label).family
-    except ValueError:
+    except SpecError:
         return "custom"
 
 
-def _part(prefix: str, estimate: Estimate) -> dict[str, Any]:
-    detail = estimate.detail or {}
-    return {
-        prefix: estimate.value,
-        f"{prefix}_source": estimate.source,
-        f"{prefix}_error": estimate.error,
-        f"{prefix}_iqr": detail.get("iqr_ms"),
-        f"{prefix}_n": detail.get("n"),
-        f"{prefix}_noisy": detail.get("noisy"),
-        f"{prefix}_cached": detail.get("cached"),
-    }
+def counted_record(point: Point) -> TrialRecord:
+    """The record of what is counted, not timed: tokens, stride, width, params, MACs."""
+    counts = count_encoder(point.encoder, point.resolution)
+    return TrialRecord(
+        point=point.key,
+        encoder=point.label,
+        family=family_of(point.label),
+        spec=point.encoder.to_dict(),
+        spec_hash=counts.spec_hash,
+        resolution=point.resolution,
+        llm=point.llm.name if point.llm else None,
+        visual_tokens=counts.visual_tokens,
+        output_stride=counts.output_stride,
+        feature_width=counts.feature_width,
+        params=counts.params,
+        params_reparameterized=counts.params_reparameterized,
+        macs=counts.macs,
+        macs_conv=counts.macs_by_op.get("conv"),
+        macs_linear=counts.macs_by_op.get("linear"),
+        macs_attention=counts.macs_by_op.get("attention"),
+        uncounted_ops=dict(counts.uncounted_ops),
+        counts_source=counts.source,
+        versions=versions(),
+    )
 
 
 def evaluate(
     point: Point,
-    device: LocalDevice | PaperM1Max | CoreMLDevice,
+    device: Device | None,
     accuracy_sources: list[AccuracySource],
-    metric: str,
+    metric: str | None,
     text_tokens: int = 0,
-) -> dict[str, Any]:
-    """Count, time and score one point. Raises on invalid points (the sweep records the error)."""
-    counts = count_encoder(point.encoder, point.resolution)
-    record: dict[str, Any] = {
-        "point": point.key,
-        "encoder": point.label,
-        "family": family_of(point.label),
-        "spec": point.encoder.to_dict(),
-        "spec_hash": counts.spec_hash,
-        "resolution": point.resolution,
-        "llm": point.llm.name if point.llm else None,
-        "visual_tokens": counts.visual_tokens,
-        "output_stride": counts.output_stride,
-        "feature_width": counts.feature_width,
-        "params": counts.params,
-        "params_reparameterized": counts.params_reparameterized,
-        "macs": counts.macs,
-        **{f"macs_{op}": v for op, v in counts.macs_by_op.items()},
-        "counts_source": counts.source,
-        "device": device.name,
-        "text_tokens": text_tokens,
-        **{f"version_{k}": v for k, v in versions().items()},
-    }
-    if isinstance(device, LocalDevice):
-        record["device_fingerprint"] = device_fingerprint(device.torch_device)
-        record["threads"] = device.threads
-        record["runtime"] = device.runtime
-    elif isinstance(device, CoreMLDevice):
-        record["device_fingerprint"] = device.name
-        record["coreml_covered"] = device.covers(point.encoder, point.resolution)
+) -> TrialRecord:
+    """Count, time and score one point. Raises on invalid points (the sweep records the error).
+
+    Without a device only counts; without an LLM only the encoder is timed; without sources (or
+    metric) no accuracy is asked for. A source that has no value says why in ``refusals``.
+    """
+    record = counted_record(point)
+    if device is None:
+        return record
+    record = record.with_(**device.record_fields(point.encoder, point.resolution), text_tokens=text_tokens)
     if point.llm is None:
-        record.update(_part("encoder_ms", device.encoder_latency(point.encoder, point.resolution)))
-    else:
-        result = ttft(point.encoder, point.resolution, point.llm, device, text_tokens=text_tokens)
-        for name in ("encoder_ms", "projector_ms", "prefill_ms", "ttft_ms"):
-            record.update(_part(name, getattr(result, name)))
-        accuracy = first_value(accuracy_sources, point.encoder, point.resolution, point.llm, metric)
-        record.update(
-            accuracy=accuracy.value if accuracy else None,
-            accuracy_metric=accuracy.metric if accuracy else metric,
-            accuracy_source=accuracy.source if accuracy else None,
-            accuracy_error=accuracy.error if accuracy else None,
-            accuracy_detail=accuracy.detail if accuracy else None,
-        )
-    return record
+        return record.with_(encoder_ms=device.encoder_latency(point.encoder, point.resolution))
+    parts = ttft(point.encoder, point.resolution, point.llm, device, text_tokens=text_tokens)
+    record = record.with_(**parts._asdict())
+    if not accuracy_sources or metric is None:
+        return record
+    accuracy, refusals = first_value(accuracy_sources, point.encoder, point.resolution, point.llm, metric)
+    return record.with_(accuracy=accuracy, accuracy_metric=metric, refusals=tuple(str(r) for r in refusals))

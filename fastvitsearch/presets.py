@@ -2,8 +2,8 @@
 
 Each preset is data (a spec), mirroring timm's ``fastvit_*`` / ``vit_*`` registrations so the
 built modules match timm's parameter shapes exactly (tested). Sources: FastVLM (arXiv
-2412.13303) Sec. 3-4, timm ``fastvit.py`` / ``vision_transformer.py``, and
-``shared/reference/ARCHITECTURES.md``.
+2412.13303) Sec. 3-4, timm ``fastvit.py`` / ``vision_transformer.py``
+(``fastvit_mci2`` / ``fastvit_mci3`` / ``vit_large_patch14_clip_336``).
 """
 
 from __future__ import annotations
@@ -12,14 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastvitsearch.spec import (
-    EncoderSpec,
-    HybridEncoderSpec,
-    SpecError,
-    StageSpec,
-    ViTSpec,
-    spec_from_dict,
-)
+from fastvitsearch.spec import EncoderSpec, HybridEncoderSpec, SpecError, StageSpec, ViTSpec, spec_from_dict
 
 
 @dataclass(frozen=True)
@@ -30,7 +23,6 @@ class Preset:
     family: str
     timm_model: str | None = None
     paper_resolution: int | None = None
-    description: str = ""
 
 
 def _rep(depth: int, width: int, mlp: float, downsample: bool = True, se: bool = False) -> StageSpec:
@@ -92,7 +84,6 @@ register_preset(
         family="FastViTHD",
         timm_model="fastvit_mci3",
         paper_resolution=1024,
-        description="FastVLM's encoder: 5 stages, stride 64, 256 tokens at 1024 px",
     ),
 )
 register_preset(
@@ -111,7 +102,6 @@ register_preset(
         family="FastViT",
         timm_model="fastvit_mci2",
         paper_resolution=768,
-        description="the paper's 'FastViT' (MobileCLIP MCi2): 4 stages, stride 32",
     ),
 )
 register_preset(
@@ -121,7 +111,6 @@ register_preset(
         family="ViT-L/14",
         timm_model="vit_large_patch14_clip_336",
         paper_resolution=336,
-        description="CLIP ViT-L/14 (LLaVA-1.5's encoder); 576 tokens at 336 px",
     ),
 )
 
@@ -138,7 +127,6 @@ register_preset(
         ),
         family="FastViT",
         timm_model="fastvit_t8",
-        description="FastViT-T8: all RepMixer",
     ),
 )
 for _name, _depths, _widths in (
@@ -153,7 +141,6 @@ for _name, _depths, _widths in (
             _fastvit_sa(_name, _depths, _widths),
             family="FastViT",
             timm_model=_name,
-            description=f"FastViT-{_name.split('_')[1].upper()}: attention in stage 4",
         ),
     )
 
@@ -167,7 +154,6 @@ register_preset(
         ),
         family="tiny",
         paper_resolution=256,
-        description="test-size FastViT: stride 32",
     ),
 )
 register_preset(
@@ -188,7 +174,6 @@ register_preset(
         ),
         family="tiny",
         paper_resolution=256,
-        description="test-size FastViTHD: 5 stages, stride 64",
     ),
 )
 register_preset(
@@ -197,14 +182,13 @@ register_preset(
         ViTSpec("tiny_vit", patch=16, depth=2, width=64, heads=2),
         family="tiny",
         paper_resolution=64,
-        description="test-size ViT: patch 16, 2 blocks",
     ),
 )
 
 
 def resolve_encoder(value: str | Mapping[str, Any] | EncoderSpec) -> EncoderSpec:
     """Turn a config value into a spec: a preset name, ``{preset: name}`` or ``{spec: {...}}``."""
-    if isinstance(value, HybridEncoderSpec | ViTSpec):
+    if isinstance(value, EncoderSpec):
         return value
     if isinstance(value, str):
         return get_spec(value)
@@ -223,3 +207,12 @@ def default_resolution(value: str | Mapping[str, Any] | EncoderSpec) -> int:
     if resolution is None:
         raise SpecError("resolution", "required: this encoder has no default resolution")
     return resolution
+
+
+def encoder_label(value: str | Mapping[str, Any] | EncoderSpec, spec: EncoderSpec) -> str:
+    """The name a config value gives its encoder in tables: the preset's, else the spec's."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and value.get("preset") and not value.get("spec"):
+        return str(value["preset"])
+    return spec.name

@@ -1,7 +1,9 @@
-"""Study <-> tidy table: one row per trial, every field of its record and its source.
+"""Study <-> tidy table: one row per trial, the fixed columns of its record and their sources.
 
 The table is rebuilt from the Optuna storage alone (the record is a trial user attr), so a
-report never needs the process that ran the sweep.
+report never needs the process that ran the sweep; :func:`load_folder` reads it back without
+Optuna. Columns: ``TRIAL_COLUMNS`` (state, error, why it was pruned, …), then
+:meth:`TrialRecord.columns() <fastvitsearch.record.TrialRecord.columns>`, then ``version_*``.
 """
 
 from __future__ import annotations
@@ -9,13 +11,20 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 import pandas as pd
+
+from fastvitsearch.record import TrialRecord
+
+if TYPE_CHECKING:
+    import optuna
 
 RECORD_ATTR = "record"
 STUDY_DB = "study.db"
+#: what the study knows about a trial beside its record
+TRIAL_COLUMNS = ("trial", "state", "point", "error", "missing", "retry_of", "duration_s", "worker")
+__all__ = ["RECORD_ATTR", "TRIAL_COLUMNS", "load", "load_folder", "sqlite_url", "trials_table", "write_tables"]
 
 
 def sqlite_url(study_dir: Path) -> str:
@@ -23,23 +32,30 @@ def sqlite_url(study_dir: Path) -> str:
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, error, duration, then the record's fields."""
+    """One row per trial: the trial's columns, then its record's fixed columns (NaN where none)."""
     rows: list[dict[str, Any]] = []
     for trial in study.get_trials(deepcopy=False):
         record = dict(trial.user_attrs.get(RECORD_ATTR) or {})
-        row: dict[str, Any] = {
-            "trial": trial.number,
-            "state": trial.state.name,
-            "point": trial.user_attrs.get("point", record.get("point")),
-            "error": trial.user_attrs.get("error"),
-            "retry_of": trial.user_attrs.get("retry_of"),
-            "duration_s": trial.duration.total_seconds() if trial.duration else None,
-            "worker": trial.user_attrs.get("worker"),
-        }
+        row: dict[str, Any] = dict.fromkeys(TrialRecord.columns())
+        row.update(
+            trial=trial.number,
+            state=trial.state.name,
+            point=trial.user_attrs.get("point", record.get("point")),
+            error=trial.user_attrs.get("error"),
+            missing=trial.user_attrs.get("missing"),
+            retry_of=trial.user_attrs.get("retry_of"),
+            duration_s=trial.duration.total_seconds() if trial.duration else None,
+            worker=trial.user_attrs.get("worker"),
+        )
         for key, value in record.items():
-            row[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+            if key != "point":
+                row[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
         rows.append(row)
-    return pd.DataFrame(rows)
+    columns = [*TRIAL_COLUMNS, *(c for c in TrialRecord.columns() if c != "point")]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    return frame[columns + sorted(c for c in frame.columns if c not in columns)]
 
 
 def write_tables(study: optuna.Study, directory: Path) -> pd.DataFrame:
@@ -71,6 +87,8 @@ def load(path: str | Path, study_name: str | None = None) -> pd.DataFrame:
         if not db.exists():
             raise FileNotFoundError(f"path: no study database at {db}")
         url = f"sqlite:///{db.resolve()}"
+    import optuna
+
     storage = optuna.storages.RDBStorage(url)
     if study_name is None:
         summaries = optuna.study.get_all_study_summaries(storage)

@@ -18,10 +18,10 @@ from omegaconf import OmegaConf
 
 from fastvitsearch.llm import resolve_llm
 from fastvitsearch.point import Point
-from fastvitsearch.presets import resolve_encoder
+from fastvitsearch.presets import encoder_label, resolve_encoder
 from fastvitsearch.spec import EncoderSpec, HybridEncoderSpec, SpecError, StageSpec
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 #: per number of stages, FastViT-family depth templates (MCi2 for 4, FastViTHD for 5, + one)
 DEPTH_TEMPLATES = {4: (4, 12, 24, 4), 5: (2, 12, 24, 4, 2), 6: (2, 12, 24, 4, 2, 2)}
 
@@ -55,7 +55,7 @@ def grid_points(
     llm_names = {m.name for m in llm_specs}
     if encoder is not None:
         spec = resolve_encoder(encoder)
-        encoders = [(encoder.get("preset") or spec.name, spec)]
+        encoders = [(encoder_label(encoder, spec), spec)]
     else:
         encoders = [(name, encoder_by_name(name)) for name in _as_list(grid.get("encoders"))]
     per_encoder = dict(grid.get("resolutions") or {})

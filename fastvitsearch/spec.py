@@ -66,6 +66,47 @@ def check_resolution(resolution: int, stride: int, field: str = "resolution") ->
         )
 
 
+class EncoderSpec:
+    """What every encoder kind shares: tokens from the output stride, plain data, a content hash.
+
+    A kind (hybrid, ViT, …) is a frozen dataclass deriving from this with a ``kind`` name, an
+    ``output_stride`` and ``feature_width``, and :meth:`scaled` (the thinner, shallower copy the
+    accuracy proxy trains); :func:`register_kind` makes it readable from YAML.
+    """
+
+    kind: ClassVar[str]
+    name: str
+
+    @property
+    def output_stride(self) -> int:
+        raise NotImplementedError
+
+    def grid(self, resolution: int) -> int:
+        """Token grid side at ``resolution`` (validated: the resolution must fit the stride)."""
+        check_resolution(resolution, self.output_stride)
+        return resolution // self.output_stride
+
+    def tokens(self, resolution: int) -> int:
+        """Visual tokens the LLM sees (a ViT's class token excluded, as LLaVA drops it)."""
+        return self.grid(resolution) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    @property
+    def content_hash(self) -> str:
+        payload = dataclasses.asdict(self)
+        payload.pop("name")
+        return _content_hash(self.kind, payload)
+
+    def scaled(self, width_scale: float, depth_scale: float) -> EncoderSpec:
+        raise NotImplementedError
+
+
+def _scaled_depth(depth: int, depth_scale: float) -> int:
+    return max(1, round(depth * depth_scale))
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """One stage of a hybrid (FastViT-style) encoder.
@@ -102,7 +143,7 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
-class HybridEncoderSpec:
+class HybridEncoderSpec(EncoderSpec):
     """A FastViT-family encoder: conv stem, stages of RepMixer or attention blocks, final conv.
 
     The final expansion conv (``final_conv`` in timm, ``conv_exp`` in Apple's code) widens the
@@ -151,29 +192,23 @@ class HybridEncoderSpec:
     def feature_width(self) -> int:
         return int(self.stages[-1].width * self.expansion_ratio)
 
-    @property
-    def first_attention_stage(self) -> int | None:
-        return next((i for i, s in enumerate(self.stages) if s.mixer == "attention"), None)
-
-    def grid(self, resolution: int) -> int:
-        check_resolution(resolution, self.output_stride)
-        return resolution // self.output_stride
-
-    def tokens(self, resolution: int) -> int:
-        return self.grid(resolution) ** 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}
-
-    @property
-    def content_hash(self) -> str:
-        payload = dataclasses.asdict(self)
-        payload.pop("name")
-        return _content_hash(self.kind, payload)
+    def scaled(self, width_scale: float, depth_scale: float) -> HybridEncoderSpec:
+        """Same stages, mixers and strides; widths x ``width_scale`` (multiples of 8, attention
+        stages of the head dim), depths x ``depth_scale`` (at least 1)."""
+        stages = []
+        for s in self.stages:
+            width = max(8, int(round(s.width * width_scale / 8)) * 8)
+            if s.mixer == "attention":
+                width = max(ATTENTION_HEAD_DIM, int(round(width / ATTENTION_HEAD_DIM)) * ATTENTION_HEAD_DIM)
+            stages.append(dataclasses.replace(s, depth=_scaled_depth(s.depth, depth_scale), width=width))
+        for i in range(1, len(stages)):  # a stage without a patch embedding cannot change width
+            if stages[i].width != stages[i - 1].width and not stages[i].downsample:
+                stages[i] = dataclasses.replace(stages[i], width=stages[i - 1].width)
+        return dataclasses.replace(self, name=f"{self.name}_proxy", stages=tuple(stages))
 
 
 @dataclass(frozen=True)
-class ViTSpec:
+class ViTSpec(EncoderSpec):
     """A plain ViT (CLIP-style: pre-norm, class token); tokens exclude the class token."""
 
     name: str
@@ -211,38 +246,38 @@ class ViTSpec:
     def head_dim(self) -> int:
         return self.width // self.heads
 
-    def grid(self, resolution: int) -> int:
-        check_resolution(resolution, self.patch)
-        return resolution // self.patch
-
-    def tokens(self, resolution: int) -> int:
-        # LLaVA-style VLMs drop the class token: the LLM sees patch tokens only.
-        return self.grid(resolution) ** 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}
-
-    @property
-    def content_hash(self) -> str:
-        payload = dataclasses.asdict(self)
-        payload.pop("name")
-        return _content_hash(self.kind, payload)
+    def scaled(self, width_scale: float, depth_scale: float) -> ViTSpec:
+        """Same patch and layout; heads x ``width_scale`` (at least 1, head dim at least 16)."""
+        heads = max(1, round(self.heads * width_scale))
+        width = max(heads * 16, int(round(self.width * width_scale / heads)) * heads)
+        return dataclasses.replace(
+            self, name=f"{self.name}_proxy", depth=_scaled_depth(self.depth, depth_scale), width=width, heads=heads
+        )
 
 
-EncoderSpec = HybridEncoderSpec | ViTSpec
-_KINDS: dict[str, type[HybridEncoderSpec] | type[ViTSpec]] = {
-    "hybrid": HybridEncoderSpec,
-    "vit": ViTSpec,
-}
+#: every encoder kind by its ``kind`` name: a new kind is a spec class registered here, a builder
+#: in ``build.BUILDERS`` and its presets
+SPEC_KINDS: dict[str, type[EncoderSpec]] = {}
+
+
+def register_kind(cls: type[EncoderSpec]) -> type[EncoderSpec]:
+    if cls.kind in SPEC_KINDS:
+        raise ValueError(f"encoder kind {cls.kind!r} is already registered")
+    SPEC_KINDS[cls.kind] = cls
+    return cls
+
+
+register_kind(HybridEncoderSpec)
+register_kind(ViTSpec)
 
 
 def spec_from_dict(data: dict[str, Any]) -> EncoderSpec:
     """Build a spec from plain data (YAML/JSON), naming the field on unknown keys."""
     data = dict(data)
     kind = data.pop("kind", "hybrid")
-    if kind not in _KINDS:
-        raise SpecError("kind", f"unknown encoder kind {kind!r}; one of {tuple(_KINDS)}")
-    cls = _KINDS[kind]
+    if kind not in SPEC_KINDS:
+        raise SpecError("kind", f"unknown encoder kind {kind!r}; one of {tuple(SPEC_KINDS)}")
+    cls = SPEC_KINDS[kind]
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:

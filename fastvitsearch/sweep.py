@@ -1,11 +1,13 @@
 """``python -m fastvitsearch.sweep +experiment=<name> [overrides]``: the main job.
 
-A Hydra config becomes an Optuna study (Optuna 5, driven here: the hydra-optuna-sweeper plugin
-pins optuna 2.x) whose trials are (encoder, resolution, LLM) points. Each trial's full record
-is a user attr; failed points are FAIL trials with their error and the sweep goes on; a point
-no accuracy source covers is PRUNED with the reason. Re-running the same command resumes:
-finished trials are kept and not re-run, a trial interrupted by a killed process is failed as
-``interrupted`` and its point re-enqueued. The results table is rewritten after every trial.
+A Hydra config becomes a :class:`SweepSetup` (validated once, typed objects from there on) and
+an Optuna study (Optuna 5, driven here: the hydra-optuna-sweeper plugin pins optuna 2.x) whose
+trials are (encoder, resolution, LLM) points. Two strategies choose the points: a grid (every
+point queued once, popped in order) or a sampler search over a space (NSGA-II, TPE, random).
+Each trial's :class:`~fastvitsearch.record.TrialRecord` row is a user attr; failed points are
+FAIL trials with their error and the sweep goes on; a point no accuracy source covers is PRUNED
+with every source's reason. Re-running the same command resumes. The results table is
+rewritten after every trial.
 """
 
 from __future__ import annotations
@@ -13,11 +15,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import sys
-import threading
 import time
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +27,20 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from fastvitsearch.accuracy import make_sources
+from fastvitsearch import study as studies
+from fastvitsearch.accuracy import AccuracySource, make_sources
+from fastvitsearch.config import register_configs
 from fastvitsearch.pareto import pareto_front
 from fastvitsearch.point import Point, evaluate
-from fastvitsearch.profile.devices import device_from_config
+from fastvitsearch.profile.devices import Device, device_from_config
 from fastvitsearch.profile.runtimes import RuntimeMismatch
+from fastvitsearch.record import TrialRecord
 from fastvitsearch.results import RECORD_ATTR, sqlite_url, trials_table, write_meta, write_tables
 from fastvitsearch.space import anchor_params, grid_points, suggest_point
 from fastvitsearch.spec import SpecError
+from fastvitsearch.study import INTERRUPTED, StorageOptions
 
-INTERRUPTED = "interrupted: the process running this trial died before it finished"
+__all__ = ["INTERRUPTED", "SweepAborted", "SweepOutcome", "SweepSetup", "run_sweep"]
 
 
 class SweepAborted(RuntimeError):
@@ -51,166 +55,83 @@ class SweepOutcome:
     failed: int
 
 
-def _sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
-    """Constraints (the TTFT budget) reach NSGA-II and TPE through ``Trial.set_constraint``."""
-    search = cfg.search
-    seed = search.get("seed", 0)
-    if search.name == "grid":  # never samples: every grid point is queued and popped (see enqueue_grid)
+# --- strategies: which point each trial evaluates ----------------------------------------------
+@dataclass
+class GridStrategy:
+    """Every grid point once: points not yet in the study are queued, then popped in order."""
+
+    points: dict[str, Point]
+    name: str = "grid"
+
+    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.RandomSampler(seed=seed)  # never samples: every point is queued
+
+    def prepare(self, study: optuna.Study) -> int:
+        return studies.enqueue_points(study, self.points)
+
+    def planned(self, study: optuna.Study) -> int:
+        waiting = len(studies.trials(study, (TrialState.WAITING,)))
+        return waiting + len(set(self.points) - studies.queued_or_done_points(study))
+
+    def next_trial(self, study: optuna.Study, ran: int, planned: int, shared: bool) -> optuna.Trial | None:
+        return studies.claim_queued(study)
+
+    def exhausted(self, study: optuna.Study) -> bool:
+        return False  # a grid is done when nothing is queued and nothing runs
+
+    def point(self, trial: optuna.Trial) -> Point:
+        return self.points[trial.suggest_categorical("point", list(self.points))]
+
+
+@dataclass
+class SamplerStrategy:
+    """An Optuna sampler over a search space; the paper's encoders are enqueued as anchors."""
+
+    name: str
+    space: dict[str, Any]
+    n_trials: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        if self.name == "nsga2":
+            return optuna.samplers.NSGAIISampler(population_size=int(self.options["population_size"]), seed=seed)
+        if self.name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True)
         return optuna.samplers.RandomSampler(seed=seed)
-    if search.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=search.population_size, seed=seed)
-    if search.name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if search.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise SpecError("search.name", f"unknown search {search.name!r}; one of grid, nsga2, tpe, random")
+
+    def prepare(self, study: optuna.Study) -> int:
+        if studies.trials(study):
+            return 0
+        anchors = anchor_params(self.space)
+        for params in anchors:
+            study.enqueue_trial(params, user_attrs={"anchor": params["family"]})
+        return len(anchors)
+
+    def planned(self, study: optuna.Study) -> int:
+        return max(0, self.n_trials - studies.finished_count(study))
+
+    def next_trial(self, study: optuna.Study, ran: int, planned: int, shared: bool) -> optuna.Trial | None:
+        if not shared:
+            return studies.ask(study) if ran < planned else None
+        if self.exhausted(study):
+            return None
+        return studies.claim_queued(study) or studies.ask(study)
+
+    def exhausted(self, study: optuna.Study) -> bool:
+        started = studies.trials(study, (*studies.FINISHED, TrialState.RUNNING))
+        return len(started) >= self.n_trials
+
+    def point(self, trial: optuna.Trial) -> Point:
+        return suggest_point(trial, self.space)
 
 
-@contextlib.contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """One local sweep per study folder; holding the lock proves RUNNING trials are stale."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".sweep.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SpecError("output_dir", f"another sweep is running on {directory} (its lock is held)") from None
-        yield
+Strategy = GridStrategy | SamplerStrategy
+SEARCH_NAMES = ("grid", "nsga2", "tpe", "random")
 
 
-def _recover_interrupted(study: optuna.Study, retry_failed: bool) -> int:
-    """Fail trials left RUNNING by a killed process and enqueue their points again (and, with
-    ``retry_failed``, the points of failed trials). A retry names its original in ``retry_of``."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    recovered = 0
-    for trial in trials:
-        if trial.state == TrialState.RUNNING:
-            study._storage.set_trial_user_attr(trial._trial_id, "error", INTERRUPTED)
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        elif not (retry_failed and trial.state == TrialState.FAIL):
-            continue
-        # a queued point killed before its first suggest has it only in its fixed params; a sampled
-        # trial killed there has none, so there is nothing to retry (a fresh one is sampled)
-        params = trial.params or trial.system_attrs.get("fixed_params", {})
-        if trial.number in retried or not params:
-            continue
-        study.enqueue_trial(params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
-        recovered += 1
-    return recovered
-
-
-def make_storage(cfg: DictConfig, directory: Path) -> optuna.storages.BaseStorage | str:
-    """The study's storage. Workers (``worker=true``) get heartbeats, so a killed worker's trial
-    is failed after ``workers.grace_s`` and re-enqueued (Optuna's RetryHeartbeatStaleTrialCallback);
-    ``journal:<file>`` selects Optuna's JournalStorage for shared file systems."""
-    url = cfg.storage or sqlite_url(directory)
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    if not cfg.worker:
-        return url
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=int(cfg.workers.heartbeat_s),
-            grace_period=int(cfg.workers.grace_s),
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=int(cfg.workers.max_retry)
-            ),
-        )
-
-
-def enqueue_grid(study: optuna.Study, points: list[Point]) -> int:
-    """Queue every grid point not yet in the study (any state): run once, before workers start,
-    so that workers only pop queued points and no point is ever run twice."""
-    present = _done_keys(study) | {t.user_attrs.get("point") for t in study.get_trials(deepcopy=False)}
-    added = 0
-    for point in points:
-        if point.key not in present:
-            study.enqueue_trial({"point": point.key}, user_attrs={"point": point.key}, skip_if_exists=False)
-            added += 1
-    return added
-
-
-def _beats(storage: optuna.storages.BaseStorage) -> bool:
-    """Whether the storage keeps heartbeats (Optuna's own test, public methods only)."""
-    return hasattr(storage, "record_heartbeat") and storage.get_heartbeat_interval() is not None
-
-
-def _claim_queued(study: optuna.Study) -> optuna.Trial | None:
-    """Pop one queued (WAITING) trial atomically, as ``Study.ask`` does, but never sample a new
-    one: with several workers a sampled grid point could duplicate a queued one."""
-    storage = study._storage
-    for frozen in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                if _beats(storage):
-                    storage.record_heartbeat(frozen._trial_id)  # stale-able from the first moment
-                return optuna.Trial(study, frozen._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
-
-
-@contextlib.contextmanager
-def _heartbeat(study: optuna.Study, trial: optuna.Trial, interval: float) -> Iterator[None]:
-    """Record the trial's heartbeat every ``interval`` s while it runs (worker mode)."""
-    storage = study._storage
-    if not _beats(storage):
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            storage.record_heartbeat(trial._trial_id)
-
-    storage.record_heartbeat(trial._trial_id)
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _done_keys(study: optuna.Study) -> set[str]:
-    """Grid points finished, running or queued (an interrupted trial's point is not done)."""
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
-    keys = set()
-    for t in study.get_trials(deepcopy=False, states=states):
-        if t.state == TrialState.FAIL and t.user_attrs.get("error") == INTERRUPTED:
-            continue
-        keys.add(t.params.get("point") or t.system_attrs.get("fixed_params", {}).get("point"))
-    return keys
-
-
-def _summary(record: dict[str, Any], objectives: dict[str, str]) -> str:
-    parts = []
-    for name in objectives:
-        value = record.get(name)
-        source = record.get(f"{name}_source") or record.get("counts_source", "counted").split(":")[0]
-        parts.append(f"{name}={value:.4g} ({source})" if isinstance(value, float | int) else f"{name}=n/a")
-    return "  ".join(parts)
-
-
-def _command(cfg: DictConfig) -> str:
-    """The command line that reproduces this run (Hydra's overrides when run from the CLI)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = list(HydraConfig.get().overrides.task)
-    except ValueError:  # composed in-process (tests, notebooks): the config in meta.json is exact
-        overrides = [f"+experiment={cfg.name}", "# composed in-process; full config in meta.json"]
-    return " ".join(["python -m fastvitsearch.sweep", *overrides])
-
-
+# --- the set-up, validated once -----------------------------------------------------------------
 def objectives_of(cfg: DictConfig) -> dict[str, str]:
-    """``{field: direction}`` from ``objectives.minimize`` / ``objectives.maximize`` lists."""
+    """``{record column: direction}`` from ``objectives.minimize`` / ``objectives.maximize`` lists."""
     unknown = sorted(set(cfg.objectives) - {"minimize", "maximize"})
     if unknown:
         raise SpecError(f"objectives.{unknown[0]}", "objectives take two lists: minimize and maximize")
@@ -227,109 +148,225 @@ def _selected(cfg: DictConfig, group: str) -> dict[str, Any] | None:
     return OmegaConf.to_container(value, resolve=True) if value is not None else None
 
 
-def run_sweep(cfg: DictConfig) -> SweepOutcome:
-    directory = Path(cfg.output_dir)
-    objectives = objectives_of(cfg)
-    device = device_from_config(OmegaConf.to_container(cfg.device, resolve=True))
-    sources = make_sources(list(cfg.accuracy.sources), OmegaConf.to_container(cfg.accuracy, resolve=True))
-    metric = cfg.accuracy.metric
-    is_grid = cfg.search.name == "grid"
-    points = []
-    if is_grid:
-        points = grid_points(
-            OmegaConf.to_container(cfg.grid, resolve=True),
-            resolution=cfg.resolution,
-            llm=_selected(cfg, "llm"),
-            encoder=_selected(cfg, "encoder"),
-        )
-    by_key = {p.key: p for p in points}
-    space = OmegaConf.to_container(cfg.space, resolve=True) if not is_grid else None
-    budget = cfg.get("ttft_budget_ms")
-    worker = bool(cfg.worker)
-    # a local sweep owns its folder (so RUNNING trials there are stale); workers share a study
-    with contextlib.nullcontext() if worker else _exclusive(directory):
-        study = optuna.create_study(
-            study_name=cfg.study_name,
-            storage=make_storage(cfg, directory),
-            sampler=_sampler(cfg),
-            directions=list(objectives.values()),
-            load_if_exists=True,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(list(objectives))
-        if not worker:
-            study.set_user_attr("experiment", cfg.name)
-            write_meta(
-                directory,
-                {
-                    "experiment": cfg.name,
-                    "study": cfg.study_name,
-                    "objectives": objectives,
-                    "ttft_budget_ms": budget,
-                    "command": _command(cfg),
-                    "config": OmegaConf.to_container(cfg, resolve=True),
-                },
+def _command(cfg: DictConfig) -> str:
+    """The command line that reproduces this run (Hydra's overrides when run from the CLI)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # composed in-process (tests, notebooks): the config in meta.json is exact
+        overrides = [f"+experiment={cfg.name}", "# composed in-process; full config in meta.json"]
+    return " ".join(["python -m fastvitsearch.sweep", *overrides])
+
+
+@dataclass
+class SweepSetup:
+    """Everything a sweep needs, built once from the config: typed objects, not config keys."""
+
+    name: str
+    study_name: str
+    directory: Path
+    storage: StorageOptions
+    objectives: dict[str, str]
+    device: Device
+    sources: list[AccuracySource]
+    metric: str
+    strategy: Strategy
+    seed: int
+    ttft_budget_ms: float | None
+    text_tokens: int
+    retry_failed: bool
+    worker: bool
+    worker_id: str
+    heartbeat_s: float
+    poll_s: float
+    max_wait_s: float
+    max_failure_rate: float
+    min_trials_before_abort: int
+    quiet: bool
+    meta: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> SweepSetup:
+        objectives = objectives_of(cfg)
+        search = cfg.search
+        if search.name not in SEARCH_NAMES:
+            raise SpecError("search.name", f"unknown search {search.name!r}; one of {', '.join(SEARCH_NAMES)}")
+        if search.name == "grid":
+            points = grid_points(
+                OmegaConf.to_container(cfg.grid, resolve=True),
+                resolution=cfg.resolution,
+                llm=_selected(cfg, "llm"),
+                encoder=_selected(cfg, "encoder"),
             )
-        recovered = 0 if worker else _recover_interrupted(study, bool(cfg.retry_failed))
-        if is_grid and not worker:  # every point not yet done is queued, so none is sampled twice
-            enqueue_grid(study, points)
-        if space is not None and not study.trials:
-            for params in anchor_params(space):
-                study.enqueue_trial(params, user_attrs={"anchor": params["family"]})
-        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        if is_grid:
-            planned = waiting if not worker else len(set(by_key) - _done_keys(study)) + waiting
+            strategy: Strategy = GridStrategy({p.key: p for p in points})
         else:
-            finished = sum(
-                t.user_attrs.get("error") != INTERRUPTED  # a killed trial does not use up the budget
-                for t in study.get_trials(
-                    deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                )
+            if cfg.get("space") is None:
+                raise SpecError("space", f"search={search.name} needs a search space (space=hybrid)")
+            options = OmegaConf.to_container(search, resolve=True)
+            strategy = SamplerStrategy(
+                search.name, OmegaConf.to_container(cfg.space, resolve=True), int(search.n_trials), options
             )
-            planned = max(0, int(cfg.search.n_trials) - finished)
-        quiet = bool(cfg.quiet)
-        if not quiet:
-            print(
-                f"study {cfg.study_name!r} in {directory}: {planned} trial(s) to run"
-                + (f", {recovered} interrupted point(s) re-enqueued" if recovered else "")
-                + (f" (worker {cfg.worker_id}, shared with others)" if worker else "")
-            )
+        accuracy = OmegaConf.to_container(cfg.accuracy, resolve=True)
+        sources = make_sources(list(accuracy["sources"]), accuracy)
+        budget = cfg.get("ttft_budget_ms")
+        workers = cfg.workers
+        return cls(
+            name=cfg.name,
+            study_name=cfg.study_name,
+            directory=Path(cfg.output_dir),
+            storage=StorageOptions(
+                cfg.storage, bool(cfg.worker), int(workers.heartbeat_s), int(workers.grace_s), int(workers.max_retry)
+            ),
+            objectives=objectives,
+            device=device_from_config(OmegaConf.to_container(cfg.device, resolve=True)),
+            sources=sources,
+            metric=accuracy["metric"],
+            strategy=strategy,
+            seed=int(search.get("seed", 0)),
+            ttft_budget_ms=float(budget) if budget is not None else None,
+            text_tokens=int(cfg.text_tokens),
+            retry_failed=bool(cfg.retry_failed),
+            worker=bool(cfg.worker),
+            worker_id=str(cfg.worker_id),
+            heartbeat_s=float(workers.heartbeat_s),
+            poll_s=float(workers.poll_s),
+            max_wait_s=float(workers.max_wait_s),
+            max_failure_rate=float(cfg.max_failure_rate),
+            min_trials_before_abort=int(cfg.min_trials_before_abort),
+            quiet=bool(cfg.quiet),
+            meta={
+                "experiment": cfg.name,
+                "study": cfg.study_name,
+                "objectives": objectives,
+                "ttft_budget_ms": budget,
+                "command": _command(cfg),
+                "config": OmegaConf.to_container(cfg, resolve=True),
+            },
+        )
+
+    def open(self) -> optuna.Study:
+        storage = studies.make_storage(self.storage, self.directory)
+        return studies.open_study(self.study_name, storage, self.objectives, self.strategy.sampler(self.seed))
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            print(line)
+
+
+# --- running ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One local sweep per study folder; holding the lock proves RUNNING trials are stale."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".sweep.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpecError("output_dir", f"another sweep is running on {directory} (its lock is held)") from None
+        yield
+
+
+def _summary(record: TrialRecord, objectives: dict[str, str]) -> str:
+    parts = []
+    for name in objectives:
+        value = getattr(record, name, None)
+        number = value.value if hasattr(value, "value") else value
+        source = value.kind if hasattr(value, "kind") else "counted"
+        parts.append(f"{name}={number:.4g} ({source})" if isinstance(number, float | int) else f"{name}=n/a")
+    return "  ".join(parts)
+
+
+def _objective_value(record: TrialRecord, name: str) -> float | None:
+    row = record.to_row()
+    if name not in row:
+        raise SpecError("objectives", f"{name!r} is not a record column; columns: {', '.join(TrialRecord.columns())}")
+    value = row[name]
+    return None if value is None else float(value)
+
+
+def _evaluate_trial(setup: SweepSetup, trial: optuna.Trial) -> tuple[TrialState, list[float] | None, str]:
+    """Run one trial: (state, objective values, the line to print). Raises what it cannot record."""
+    point = setup.strategy.point(trial)
+    trial.set_user_attr("point", point.key)
+    record = evaluate(point, setup.device, setup.sources, setup.metric, setup.text_tokens)
+    trial.set_user_attr(RECORD_ATTR, record.to_row())
+    if setup.ttft_budget_ms is not None and record.ttft_ms is not None:
+        excess = record.ttft_ms.value - setup.ttft_budget_ms  # feasible when <= 0
+        trial.set_constraint("ttft_budget_ms", excess)
+        trial.set_user_attr("ttft_over_budget_ms", excess)
+    values = {name: _objective_value(record, name) for name in setup.objectives}
+    missing = [name for name, value in values.items() if value is None]
+    if missing:
+        reasons = "; ".join(record.refusals) or "no accuracy source configured"
+        message = f"no value for {', '.join(missing)} ({reasons})"
+        trial.set_user_attr("missing", message)
+        return TrialState.PRUNED, None, f"{point.key}: PRUNED, {message}"
+    return TrialState.COMPLETE, list(values.values()), f"{point.key}: {_summary(record, setup.objectives)}"
+
+
+def _next_trial(setup: SweepSetup, study: optuna.Study, ran: int, planned: int) -> optuna.Trial | None:
+    """The next trial to run, or None when this process is done.
+
+    Alone: the strategy's next point until the plan is done. As a worker: fail trials whose
+    heartbeat expired (their points are re-queued), then take a point; with none left, wait while
+    other workers still run trials that could fail back into the queue.
+    """
+    if not setup.worker:
+        return setup.strategy.next_trial(study, ran, planned, shared=False)
+    deadline = time.monotonic() + setup.max_wait_s
+    while True:
+        studies.fail_stale(study)
+        trial = setup.strategy.next_trial(study, ran, planned, shared=True)
+        if trial is not None or setup.strategy.exhausted(study):
+            return trial
+        if not studies.trials(study, (TrialState.RUNNING,)):
+            return None
+        if time.monotonic() > deadline:
+            print(f"worker {setup.worker_id}: stopped waiting for other workers' trials after {setup.max_wait_s} s")
+            return None
+        time.sleep(setup.poll_s)
+
+
+def prepare(setup: SweepSetup) -> tuple[optuna.Study, int]:
+    """Open the study, re-queue interrupted points (local sweeps) and queue the strategy's points."""
+    study = setup.open()
+    recovered = 0
+    if not setup.worker:
+        study.set_user_attr("experiment", setup.name)
+        write_meta(setup.directory, setup.meta)
+        recovered = studies.recover_interrupted(study, setup.retry_failed)
+        setup.strategy.prepare(study)
+    return study, recovered
+
+
+def run_sweep(cfg: DictConfig) -> SweepOutcome:
+    return run(SweepSetup.from_config(cfg))
+
+
+def run(setup: SweepSetup) -> SweepOutcome:
+    for source in setup.sources:
+        for line in source.diagnostics():
+            setup.say(f"accuracy source {source.name}: {line}")
+    # a local sweep owns its folder (so RUNNING trials there are stale); workers share a study
+    with contextlib.nullcontext() if setup.worker else _exclusive(setup.directory):
+        study, recovered = prepare(setup)
+        planned = setup.strategy.planned(study)
+        setup.say(
+            f"study {setup.study_name!r} in {setup.directory}: {planned} trial(s) to run"
+            + (f", {recovered} interrupted point(s) re-enqueued" if recovered else "")
+            + (f" (worker {setup.worker_id}, shared with others)" if setup.worker else "")
+        )
         ran = failed = 0
-        bar = tqdm(total=planned, disable=quiet or not sys.stderr.isatty(), unit="trial", dynamic_ncols=True)
-        while True:
-            trial = _next_trial(cfg, study, ran, planned, is_grid)
-            if trial is None:
-                break
+        bar = tqdm(total=planned, disable=setup.quiet or not sys.stderr.isatty(), unit="trial", dynamic_ncols=True)
+        while (trial := _next_trial(setup, study, ran, planned)) is not None:
             start = time.perf_counter()
             state, values, message = TrialState.FAIL, None, ""
-            with _heartbeat(study, trial, float(cfg.workers.heartbeat_s)):
+            with studies.heartbeat(study, trial, setup.heartbeat_s):
                 try:
-                    if worker:
-                        trial.set_user_attr("worker", str(cfg.worker_id))
-                    if is_grid:
-                        point: Point = by_key[trial.suggest_categorical("point", list(by_key))]
-                    else:
-                        point = suggest_point(trial, space)
-                    trial.set_user_attr("point", point.key)
-                    record = evaluate(point, device, sources, metric, int(cfg.text_tokens))
-                    trial.set_user_attr(RECORD_ATTR, record)
-                    if budget is not None and record.get("ttft_ms") is not None:
-                        excess = float(record["ttft_ms"]) - float(budget)  # feasible when <= 0
-                        trial.set_constraint("ttft_budget_ms", excess)
-                        trial.set_user_attr("ttft_over_budget_ms", excess)
-                    missing = [name for name in objectives if record.get(name) is None]
-                    if missing:
-                        state = TrialState.PRUNED
-                        message = (
-                            f"no value for {', '.join(missing)} "
-                            f"(accuracy sources: {list(cfg.accuracy.sources)}, metric {metric})"
-                        )
-                        trial.set_user_attr("missing", message)
-                        line = f"{point.key}: PRUNED, {message}"
-                    else:
-                        state, values = TrialState.COMPLETE, [float(record[name]) for name in objectives]
-                        line = f"{point.key}: {_summary(record, objectives)}"
+                    if setup.worker:
+                        trial.set_user_attr("worker", setup.worker_id)
+                    state, values, line = _evaluate_trial(setup, trial)
                 except optuna.exceptions.UpdateFinishedTrialError:
                     # a worker whose heartbeat went stale finds its trial failed and its point queued
                     # again by another worker: the retry records the point, so this result is dropped
@@ -341,62 +378,24 @@ def run_sweep(cfg: DictConfig) -> SweepOutcome:
                     trial.set_user_attr("error", message)
                     failed += 1
                     line = f"{trial.user_attrs.get('point', f'trial {trial.number}')}: FAIL {message}"
-                study.tell(trial, values, state=state, skip_if_finished=worker)
+                study.tell(trial, values, state=state, skip_if_finished=setup.worker)
             ran += 1
-            if not worker:  # workers leave the table to the launcher (a shared file is a race)
-                write_tables(study, directory)
+            if not setup.worker:  # workers leave the table to the launcher (a shared file is a race)
+                write_tables(study, setup.directory)
             bar.update(1)
-            if not quiet:
+            if not setup.quiet:
                 tqdm.write(f"[{ran}/{planned}] {line}  ({time.perf_counter() - start:.1f} s)")
-            if ran >= cfg.min_trials_before_abort and failed / ran > cfg.max_failure_rate:
+            if ran >= setup.min_trials_before_abort and failed / ran > setup.max_failure_rate:
                 bar.close()
                 raise SweepAborted(
                     f"max_failure_rate: {failed} of {ran} trials failed ({failed / ran:.0%} > "
-                    f"{cfg.max_failure_rate:.0%}); last error: {message}. Recorded trials are kept in {directory}"
+                    f"{setup.max_failure_rate:.0%}); last error: {message}. "
+                    f"Recorded trials are kept in {setup.directory}"
                 )
         bar.close()
-        if not worker:
-            write_tables(study, directory)
-    return SweepOutcome(study, directory, ran, failed)
-
-
-def _next_trial(cfg: DictConfig, study: optuna.Study, ran: int, planned: int, is_grid: bool) -> optuna.Trial | None:
-    """The next trial to run, or None when this process is done.
-
-    Alone: pop queued grid points until none is left, or ``study.ask()`` a search until the
-    planned count. As a worker: fail trials whose heartbeat expired (their points are re-queued),
-    then pop a queued point; with none queued, wait while other workers still run trials that
-    could fail back into the queue.
-    """
-    if not cfg.worker:
-        if is_grid:
-            return _claim_queued(study)
-        return study.ask() if ran < planned else None
-    deadline = time.monotonic() + float(cfg.workers.max_wait_s)
-    while True:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        if not is_grid:
-            started = len(
-                study.get_trials(
-                    deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-                )
-            )
-            if started >= int(cfg.search.n_trials):
-                return None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "heartbeat is meant for optimize()"
-                return _claim_queued(study) or study.ask()
-        trial = _claim_queued(study)
-        if trial is not None:
-            return trial
-        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            return None
-        if time.monotonic() > deadline:
-            print(f"worker {cfg.worker_id}: stopped waiting for other workers' trials after {cfg.workers.max_wait_s} s")
-            return None
-        time.sleep(float(cfg.workers.poll_s))
+        if not setup.worker:
+            write_tables(study, setup.directory)
+    return SweepOutcome(study, setup.directory, ran, failed)
 
 
 def front_table(outcome: SweepOutcome, objectives: dict[str, str]) -> str:
@@ -410,18 +409,16 @@ def front_table(outcome: SweepOutcome, objectives: dict[str, str]) -> str:
     return front[[c for c in columns if c in front]].to_string(index=False)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    try:
-        outcome = run_sweep(cfg)
-    except (SpecError, RuntimeMismatch, SweepAborted) as err:
-        sys.exit(f"error: {err}")
+def finish(outcome: SweepOutcome, cfg: DictConfig) -> None:
+    """What a local run prints at the end: the front, where the results are, the report."""
     objectives = objectives_of(cfg)
-    if cfg.worker:  # the launcher writes the table, the front and the report once all workers end
-        print(f"worker {cfg.worker_id}: ran {outcome.ran} trial(s), {outcome.failed} failed")
-        return
     print(f"\nPareto front ({', '.join(f'{k}: {v}' for k, v in objectives.items())}):")
     print(front_table(outcome, objectives))
+    pruned = studies.trials(outcome.study, (TrialState.PRUNED,))
+    if pruned:
+        print(
+            f"\n{len(pruned)} point(s) pruned (no value for an objective); first: {pruned[0].user_attrs.get('missing')}"
+        )
     print(
         f"\nresults: {outcome.directory}/results.csv (and .parquet); "
         f"ran {outcome.ran} trial(s), {outcome.failed} failed"
@@ -433,6 +430,21 @@ def main(cfg: DictConfig) -> None:
 
         report = build_report(outcome.directory, cfg.report_dir)
         print(f"report: {report.html} (+ {len(report.pngs)} PNG figures)")
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        outcome = run_sweep(cfg)
+    except (SpecError, RuntimeMismatch, SweepAborted) as err:
+        sys.exit(f"error: {err}")
+    if cfg.worker:  # the launcher writes the table, the front and the report once all workers end
+        print(f"worker {cfg.worker_id}: ran {outcome.ran} trial(s), {outcome.failed} failed")
+        return
+    finish(outcome, cfg)
 
 
 if __name__ == "__main__":

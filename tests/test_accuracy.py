@@ -3,9 +3,11 @@
 import pytest
 
 from fastvitsearch.accuracy import first_value, make_sources
-from fastvitsearch.accuracy.published import PublishedAccuracy, training_tag
+from fastvitsearch.accuracy.published import PublishedAccuracy
 from fastvitsearch.llm import LLM_PRESETS
+from fastvitsearch.paper import training_tag
 from fastvitsearch.presets import get_spec
+from fastvitsearch.record import Refusal
 from fastvitsearch.spec import SpecError
 
 
@@ -25,17 +27,21 @@ def test_recipe_preference_changes_the_answer():
     assert _lookup("fastvithd", 1024, "qwen2_0_5b", training=["15+23.1"]).value == 65.8
 
 
-def test_no_value_where_the_paper_has_none():
-    assert _lookup("fastvit", 256, "qwen2_0_5b") is None
-    assert _lookup("tiny_fastvithd", 256, "qwen2_0_5b") is None
-    assert _lookup("fastvithd", 1024, "tiny_llm") is None
-    assert _lookup("fastvithd", 1024, "qwen2_0_5b", metric="NoSuchBench") is None
+def test_no_value_where_the_paper_has_none_and_the_refusal_says_why():
+    assert _lookup("fastvit", 256, "qwen2_0_5b").reason.startswith(
+        "no TextVQA for fastvit@256+qwen2_0_5b under recipes"
+    )
+    assert _lookup("tiny_fastvithd", 256, "qwen2_0_5b") == Refusal(
+        "published", "the paper trained no encoder with this architecture"
+    )
+    assert _lookup("fastvithd", 1024, "tiny_llm").reason == "the paper trained no VLM with tiny_llm"
+    assert isinstance(_lookup("fastvithd", 1024, "qwen2_0_5b", metric="NoSuchBench"), Refusal)
 
 
 def test_other_metrics_and_chaining():
     sources = make_sources(["published"])
-    docvqa = first_value(sources, get_spec("fastvithd"), 1024, LLM_PRESETS["qwen2_7b"], "DocVQA")
-    assert docvqa is not None and docvqa.metric == "DocVQA" and docvqa.source.startswith("published:")
+    docvqa, refusals = first_value(sources, get_spec("fastvithd"), 1024, LLM_PRESETS["qwen2_7b"], "DocVQA")
+    assert docvqa is not None and docvqa.kind == "published" and refusals == []
 
 
 def test_unknown_recipe_and_source_are_named():

@@ -7,7 +7,7 @@ import pytest
 
 from fastvitsearch.accuracy import first_value, make_sources
 from fastvitsearch.accuracy.predicted import PredictedAccuracy, fit, training_rows
-from fastvitsearch.accuracy.proxy import ProxyConfig, scaled_spec, train_and_evaluate, wilson_interval
+from fastvitsearch.accuracy.proxy import ProxyConfig, train_and_evaluate, wilson_interval
 from fastvitsearch.accuracy.results_file import ResultsFileAccuracy
 from fastvitsearch.llm import LLM_PRESETS
 from fastvitsearch.presets import get_spec
@@ -27,19 +27,22 @@ def test_predicted_reproduces_published_rows_within_its_loo_error():
 
 def test_predicted_refuses_to_extrapolate_with_a_reason():
     source = PredictedAccuracy()
-    assert source.lookup(get_spec("tiny_fastvithd"), 256, LLM_PRESETS["qwen2_0_5b"], "TextVQA") is None
-    assert source.lookup(get_spec("fastvit"), 1024, LLM_PRESETS["qwen2_7b"], "TextVQA") is None
-    assert source.refusals[0] == "no published TextVQA row for encoder family 'custom'"
-    assert source.refusals[1].startswith("visual tokens 1,024 outside the fitted range")
+    custom = source.lookup(get_spec("tiny_fastvithd"), 256, LLM_PRESETS["qwen2_0_5b"], "TextVQA")
+    far = source.lookup(get_spec("fastvit"), 1024, LLM_PRESETS["qwen2_7b"], "TextVQA")
+    assert str(custom) == "predicted: no published TextVQA row for encoder family 'custom'"
+    assert far.reason.startswith("visual tokens 1,024 outside the fitted range")
     with pytest.raises(SpecError, match=r"^accuracy.metric: only 0 published rows"):
         fit("NoSuchBench")
 
 
 def test_chaining_keeps_the_first_source_that_answers():
     sources = make_sources(["published", "predicted"])
-    published = first_value(sources, get_spec("fastvithd"), 1024, LLM_PRESETS["qwen2_0_5b"], "TextVQA")
-    predicted = first_value(sources, get_spec("fastvit"), 512, LLM_PRESETS["qwen2_0_5b"], "TextVQA")
+    published, _ = first_value(sources, get_spec("fastvithd"), 1024, LLM_PRESETS["qwen2_0_5b"], "TextVQA")
+    predicted, why = first_value(sources, get_spec("fastvit"), 512, LLM_PRESETS["qwen2_0_5b"], "TextVQA")
     assert published.source.startswith("published:") and predicted.source.startswith("predicted:")
+    assert [r.source for r in why] == ["published"]  # why the first source did not answer
+    none, reasons = first_value(sources, get_spec("tiny_fastvit"), 256, LLM_PRESETS["qwen2_0_5b"], "TextVQA")
+    assert none is None and [r.source for r in reasons] == ["published", "predicted"]
 
 
 def test_results_file_keeps_good_rows_and_numbers_the_bad(tmp_path):
@@ -60,6 +63,8 @@ def test_results_file_keeps_good_rows_and_numbers_the_bad(tmp_path):
     assert any(u.startswith(f"{path}:6: metric 'MyBench'") for u in source.report.unknown)
     hit = source.lookup(get_spec("fastvithd"), 1024, LLM_PRESETS["qwen2_0_5b"], "TextVQA")
     assert (hit.value, hit.source) == (61.5, "user:my-eval")
+    said = source.diagnostics()  # what the sweep prints at set-up
+    assert said[0] == f"results file {path}: 2 row(s) read" and f"{path}:5: missing llm" in said
 
 
 def test_results_file_reads_json_rows_and_lmms_eval(tmp_path):
@@ -101,7 +106,7 @@ def test_proxy_learns_above_chance_and_is_deterministic():
 
 def test_proxy_scales_specs_keeping_stages_and_strides():
     hd = get_spec("fastvithd")
-    small = scaled_spec(hd, 0.125, 0.25)
+    small = hd.scaled(0.125, 0.25)
     assert small.output_stride == hd.output_stride and len(small.stages) == len(hd.stages)
     assert [s.mixer for s in small.stages] == [s.mixer for s in hd.stages]
     assert all(s.width % 32 == 0 for s in small.stages if s.mixer == "attention")

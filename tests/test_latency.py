@@ -6,10 +6,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fastvitsearch.profile.measure as measure_module
 from fastvitsearch.build import build_encoder
+from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.llm import LLM_PRESETS, build_llm, prefill, resolve_llm
 from fastvitsearch.paper import paper_results
 from fastvitsearch.presets import get_spec
-from fastvitsearch.profile.cache import MeasurementCache
 from fastvitsearch.profile.devices import LocalDevice, PaperM1Max
 from fastvitsearch.profile.latency_model import fit_latency
 from fastvitsearch.profile.measure import measure_encoder
@@ -113,7 +113,25 @@ def test_linear_latency_model_is_exact_on_linear_data_and_reports_loo_error():
     noisy = fit_latency("toy", [1e9, 2e9, 4e9], [12.0, 25.0, 42.0])
     assert noisy.loo_error > 0
     estimate = noisy.estimate(8e9)
-    assert estimate.source == "predicted:toy" and estimate.detail["extrapolated"]
+    assert estimate.source == "predicted:toy (extrapolated)" and estimate.detail["extrapolated"]
+    assert noisy.estimate(3e9).source == "predicted:toy" and not noisy.estimate(3e9).detail["extrapolated"]
+
+
+def test_latency_model_never_has_a_negative_fixed_cost():
+    # a steep fit through three points has a negative intercept and would predict 0 ms for small
+    # inputs (issue: 0.00 ms prefills on the paper's M1 Max); it falls back to t = x / R
+    model = fit_latency("steep", [1e9, 2e9, 4e9], [5.0, 30.0, 80.0])
+    assert model.intercept_ms == 0.0 and model.ms_per_unit > 0
+    assert model.predict(1e8) > 0 and model.predict(2e9) > model.predict(1e9)
+
+
+def test_paper_m1max_prefill_is_positive_everywhere_and_skips_tiled_rows():
+    paper = PaperM1Max()
+    for llm in ("qwen2_0_5b", "qwen2_1_5b", "qwen2_7b", "vicuna_7b"):
+        for tokens in (4, 16, 64, 256, 1024):
+            assert paper.prefill_latency(LLM_PRESETS[llm], tokens).value > 0
+    # Table 10 R3* is FastViTHD@2048 AnyRes (1280 tokens): never a 1024-token prefill
+    assert paper.prefill_latency(LLM_PRESETS["qwen2_0_5b"], 1024).kind == "predicted"
 
 
 def _table6_points():

@@ -3,14 +3,14 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
+from fastvitsearch.config import CONF_DIR
 from fastvitsearch.profile.__main__ import profile
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+CONF = str(CONF_DIR)
 
 
 def _cfg(*overrides):
@@ -46,7 +46,9 @@ def test_cli_json_has_the_documented_fields_and_errors_name_the_field():
         "params",
         "params_reparameterized",
         "macs",
-        "macs_by_op",
+        "macs_conv",
+        "macs_linear",
+        "macs_attention",
         "uncounted_ops",
         "output_stride",
         "feature_width",
@@ -61,9 +63,25 @@ def test_cli_json_has_the_documented_fields_and_errors_name_the_field():
 
 def test_paper_profile_composes_table_6_ttft():
     (record,) = profile(_cfg("encoder=fastvithd", "device=paper_m1max", "llm=qwen2_0_5b"))
-    assert record["latency_ms"]["median"] == 116.3 and record["latency_ms"]["source"] == "published:Table 10 R3"
-    assert record["prefill_ms"] == {"value": 50.5, "source": "published:Table 10 R3", "error": None, "detail": None}
-    assert record["ttft_ms"]["value"] == 166.8  # Table 6 prints 166
+    assert record["encoder_ms"] == 116.3 and record["encoder_ms_source"] == "published:Table 10 R3"
+    assert (record["prefill_ms"], record["prefill_ms_source"], record["prefill_ms_error"]) == (
+        50.5,
+        "published:Table 10 R3",
+        None,
+    )
+    assert record["ttft_ms"] == 166.8  # Table 6 prints 166
+    assert record["ttft_ms_source"] == "published:sum of parts (published)"
+
+
+def test_profile_with_an_accuracy_source_says_why_there_is_none():
+    (record,) = profile(
+        _cfg("encoder=custom_example", "resolution=512", "device=paper_m1max", "llm=qwen2_0_5b", "accuracy=predicted")
+    )
+    assert record["accuracy"] is None and record["accuracy_metric"] == "TextVQA"
+    assert record["refusals"] == [
+        "published: the paper trained no encoder with this architecture",
+        "predicted: no published TextVQA row for encoder family 'custom'",
+    ]
 
 
 def test_cpu_profile_has_latency_prefill_and_ttft_with_sources(tmp_path, monkeypatch):
@@ -79,12 +97,13 @@ def test_cpu_profile_has_latency_prefill_and_ttft_with_sources(tmp_path, monkeyp
         "device.timing.budget_seconds=0.1",
     ]
     (record,) = profile(_cfg(*overrides))
-    for key in ("median", "iqr", "p90", "n", "noisy", "environment"):
-        assert key in record["latency_ms"]
-    assert record["latency_ms"]["source"].startswith("measured:")
-    assert record["prefill_ms"]["source"].startswith("measured:")
-    parts = record["latency_ms"]["median"] + record["projector_ms"]["value"] + record["prefill_ms"]["value"]
-    assert record["ttft_ms"]["value"] == pytest.approx(parts, abs=1e-3)
+    for key in ("iqr", "p90", "n", "noisy", "other_cpu"):
+        assert record[f"encoder_ms_{key}"] is not None
+    assert record["threads"] == 1 and record["runtime"] == "eager" and record["device_fingerprint"]
+    assert record["encoder_ms_source"].startswith("measured:")
+    assert record["prefill_ms_source"].startswith("measured:")
+    parts = record["encoder_ms"] + record["projector_ms"] + record["prefill_ms"]
+    assert record["ttft_ms"] == pytest.approx(parts, abs=1e-3)
 
 
 def test_calibrated_prefill_is_predicted_with_its_error(tmp_path):
@@ -99,6 +118,6 @@ def test_calibrated_prefill_is_predicted_with_its_error(tmp_path):
         "device.timing.budget_seconds=0.05",
     ]
     (record,) = profile(_cfg(*overrides))
-    assert record["prefill_ms"]["source"].startswith("predicted:prefill-fit[tiny_llm]@cpu")
-    assert record["prefill_ms"]["error"] is not None
-    assert "predicted" in record["ttft_ms"]["source"] and "measured" in record["ttft_ms"]["source"]
+    assert record["prefill_ms_source"].startswith("predicted:prefill-fit[tiny_llm]@cpu")
+    assert record["prefill_ms_error"] is not None
+    assert record["ttft_ms_source"] == "predicted:sum of parts (measured + predicted)"

@@ -4,12 +4,14 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from fastvitsearch.record import Sourced, TrialRecord, weakest
 from fastvitsearch.report import data
 from fastvitsearch.report.build import build_report
 
@@ -32,45 +34,48 @@ def _row(
     prefill_source="measured:cpu",
     prefill_error=None,
     spec_hash=None,
-    **extra,
+    encoder_ms_noisy=False,
+    **trial_columns,
 ):
-    ttft = enc + 1.0 + prefill
-    kinds = " + ".join(sorted({"measured", prefill_source.split(":")[0]}))
-    return {
-        "trial": trial,
-        "state": state,
-        "point": f"{encoder}@{resolution}+{llm}",
-        "encoder": encoder,
-        "family": family,
-        "resolution": resolution,
-        "llm": llm,
-        "visual_tokens": tokens,
-        "macs": tokens * 1e9,
-        "macs_attention": tokens * 1e7,
-        "spec_hash": spec_hash,
-        "device": "cpu",
-        "threads": 1,
-        "encoder_ms": enc,
-        "encoder_ms_source": "measured:cpu",
-        "encoder_ms_error": None,
-        "encoder_ms_noisy": False,
-        "projector_ms": 1.0,
-        "projector_ms_source": "measured:cpu",
-        "prefill_ms": prefill,
-        "prefill_ms_source": prefill_source,
-        "prefill_ms_error": prefill_error,
-        "ttft_ms": ttft,
-        "ttft_ms_source": f"sum of parts ({kinds})",
-        "ttft_ms_error": prefill_error,
-        "accuracy": acc,
-        "accuracy_metric": "TextVQA",
-        "accuracy_source": acc_source,
-        "accuracy_error": None,
-        "accuracy_detail": json.dumps({"recipe": "15+1.1"}),
-        "version_torch": "2.x",
-        "error": None,
-        **extra,
-    }
+    """A results-table row as a sweep writes it: the trial's columns + a TrialRecord's row."""
+    measured = {"iqr_ms": 1.0, "n": 5, "noisy": False}
+    prefill_part = Sourced(prefill, *Sourced.split(prefill_source), prefill_error)
+    parts = [
+        Sourced(enc, "measured", "cpu", None, {**measured, "noisy": encoder_ms_noisy}),
+        Sourced(1.0, "measured", "cpu"),
+    ]
+    parts.append(prefill_part)
+    kinds = sorted({p.kind for p in parts})
+    accuracy = None
+    if acc is not None:
+        accuracy = Sourced(acc, *Sourced.split(acc_source), None, {"recipe": "15+1.1"})
+    record = TrialRecord(
+        point=f"{encoder}@{resolution}+{llm}",
+        encoder=encoder,
+        family=family,
+        spec={},
+        spec_hash=spec_hash or f"hash-{encoder}",
+        resolution=resolution,
+        llm=llm,
+        visual_tokens=tokens,
+        output_stride=64,
+        feature_width=3072,
+        macs=tokens * 10**9,
+        macs_attention=tokens * 10**7,
+        device="cpu",
+        device_fingerprint="cpu-test",
+        threads=1,
+        encoder_ms=parts[0],
+        projector_ms=parts[1],
+        prefill_ms=parts[2],
+        ttft_ms=Sourced(enc + 1.0 + prefill, weakest(kinds), f"sum of parts ({' + '.join(kinds)})", prefill_error),
+        accuracy=accuracy,
+        accuracy_metric="TextVQA",
+        versions={"torch": "2.x"},
+    )
+    row = record.to_row()
+    row = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}  # as the CSV holds them
+    return {"trial": trial, "state": state, "error": None, "missing": None, **row, **trial_columns}
 
 
 @pytest.fixture
@@ -95,7 +100,7 @@ def table():
                 prefill_source="predicted:prefill-fit",
                 prefill_error=0.1,
             ),
-            _row(3, EVIL, "custom", 512, "qwen2_0_5b", 64, 900.0, 500.0, None, state="PRUNED"),
+            _row(3, EVIL, "custom", 512, "qwen2_0_5b", 64, 900.0, 500.0, None, state="PRUNED", missing=f"no {EVIL}"),
             _row(
                 4,
                 "fastvit",
@@ -128,9 +133,9 @@ def table():
 
 def test_objective_scatter_marks_the_front_and_source_kinds(table):
     scatter = data.objective_scatter(table, OBJECTIVES)
-    points = scatter["points"].set_index("trial")
+    points = scatter.points.set_index("trial")
     assert set(points.index) == {0, 1, 2, 5}  # only trials with every objective
-    assert scatter["front"]["trial"].tolist() == [5, 1]  # trial 1 is faster and better than 0
+    assert scatter.front["trial"].tolist() == [5, 1]  # trial 1 is faster and better than 0
     assert points.loc[2, "y_kind"] == "published" and points.loc[5, "y_kind"] == "predicted"
     assert points.loc[2, "x_err"] == pytest.approx(0.1 * points.loc[2, "ttft_ms"])
     assert "prefill_ms 30000.0 ±10%" in points.loc[2, "hover"]
@@ -156,7 +161,7 @@ def test_measured_vs_paper_pairs_points_with_published_components(table):
 
 def test_search_progress_hypervolume_never_decreases(table):
     progress = data.search_progress(table, OBJECTIVES, budget=10000.0)
-    curve = progress["hypervolume"]["hypervolume"].to_numpy()
+    curve = progress.hypervolume["hypervolume"].to_numpy()
     assert len(curve) == 3 and np.all(np.diff(curve) >= 0)  # trial 2 is over budget
 
 
@@ -165,6 +170,7 @@ def test_failed_noisy_pruned_and_method(table):
     assert problems["failed"]["trial"].tolist() == [4]
     assert problems["noisy"]["trial"].tolist() == [5]
     assert problems["pruned"]["trial"].tolist() == [3]
+    assert problems["pruned"]["missing"].tolist() == [f"no {EVIL}"]  # the reason reaches the report
     method = data.method(table, {"experiment": "x", "command": "python -m fastvitsearch.sweep +experiment=x"})
     assert method["threads"] == ["1"] and method["accuracy_recipes"] == ["15+1.1"]
     assert method["sources"]["prefill_ms"]["predicted:prefill-fit"] == 1
@@ -197,6 +203,28 @@ def test_report_renders_html_and_pngs_from_a_results_table(tmp_path, table):
     assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?:", page)  # works offline: nothing fetched
     for section in ("Pareto set", "Method", "Failed, noisy and pruned trials", "Ranking here vs the paper"):
         assert section in page
+    assert "no &lt;script&gt;" in page  # the pruned point's reason, escaped
+    # notes are computed from the data: this table holds no FastViT sweep over resolution
+    assert "FastViTHD: 144 -&gt; 256 tokens" in page and "FastViT:" not in page.replace("FastViT: 64", "")
+
+
+def test_report_building_imports_neither_torch_nor_timm_nor_optuna():
+    code = (
+        "import sys; import fastvitsearch.report.build, fastvitsearch.report.__main__; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'timm', 'optuna'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_record_round_trips_through_its_row(table):
+    row = table.iloc[2].to_dict()
+    record = TrialRecord.from_row(row)
+    assert record.prefill_ms.kind == "predicted" and record.prefill_ms.error == pytest.approx(0.1)
+    assert record.ttft_ms.kind == "predicted" and record.accuracy.label == "Table 6 R3"
+    again = TrialRecord.from_row(record.to_row())
+    assert again == record
 
 
 def test_report_lands_under_reports_by_default(tmp_path, table, monkeypatch):

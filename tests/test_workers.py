@@ -15,12 +15,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import fastvitsearch.sweep as sweep_module
+from fastvitsearch.config import CONF_DIR
 from fastvitsearch.workers import prepare, worker_command
 
 sys.path.insert(0, str(Path(__file__).parent))
 from postgres import postgres_server, unavailable_reason  # noqa: E402
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+CONF = str(CONF_DIR)
 GRID = 6  # the smoke grid
 
 

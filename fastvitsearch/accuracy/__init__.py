@@ -1,66 +1,66 @@
 """Accuracy sources: each takes an (encoder, resolution, LLM) point and a metric and returns a
-labelled value, or ``None`` when it has nothing to say (never a guess).
+:class:`~fastvitsearch.record.Sourced` value, or a :class:`~fastvitsearch.record.Refusal` saying
+why it has nothing to say (never a guess).
 
 Sources are chained: ``accuracy.sources: [published, …]`` asks each in order and keeps the first
-value; the record keeps which source answered.
+value; the record keeps which source answered and, when none did, every source's reason.
+Adding a source is one class meeting :class:`AccuracySource` and one row of
+:data:`SOURCE_TABLE`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fastvitsearch.llm import LLMSpec
+from fastvitsearch.record import Refusal, Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    """An accuracy in percent, its metric, and its source (``published:<table>``, …)."""
-
-    value: float
-    metric: str
-    source: str
-    error: float | None = None
-    detail: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class AccuracySource(Protocol):
     name: str
 
-    def lookup(self, encoder: EncoderSpec, resolution: int, llm: LLMSpec, metric: str) -> Accuracy | None: ...
+    def lookup(self, encoder: EncoderSpec, resolution: int, llm: LLMSpec, metric: str) -> Sourced | Refusal: ...
+
+    def diagnostics(self) -> list[str]:
+        """What the user should hear about this source once, at set-up (bad rows of a file, …)."""
+        ...
+
+
+#: name -> "module:Class" (imported on use: the proxy pulls in torch training code)
+SOURCE_TABLE = {
+    "published": "fastvitsearch.accuracy.published:PublishedAccuracy",
+    "predicted": "fastvitsearch.accuracy.predicted:PredictedAccuracy",
+    "proxy": "fastvitsearch.accuracy.proxy:ProxyAccuracy",
+    "results_file": "fastvitsearch.accuracy.results_file:ResultsFileAccuracy",
+}
 
 
 def make_sources(names: Sequence[str], options: dict[str, Any] | None = None) -> list[AccuracySource]:
     """Instantiate sources by name; ``options[name]`` holds each one's settings."""
-    from fastvitsearch.accuracy.predicted import PredictedAccuracy
-    from fastvitsearch.accuracy.proxy import ProxyAccuracy
-    from fastvitsearch.accuracy.published import PublishedAccuracy
-    from fastvitsearch.accuracy.results_file import ResultsFileAccuracy
-
-    known = {
-        "published": PublishedAccuracy,
-        "predicted": PredictedAccuracy,
-        "proxy": ProxyAccuracy,
-        "results_file": ResultsFileAccuracy,
-    }
     sources = []
     for name in names:
-        if name not in known:
-            raise SpecError("accuracy.sources", f"unknown accuracy source {name!r}; known: {', '.join(known)}")
-        sources.append(known[name](**dict((options or {}).get(name) or {})))
+        if name not in SOURCE_TABLE:
+            raise SpecError("accuracy.sources", f"unknown accuracy source {name!r}; known: {', '.join(SOURCE_TABLE)}")
+        module, cls = SOURCE_TABLE[name].split(":")
+        settings = dict((options or {}).get(name) or {})
+        try:
+            sources.append(getattr(importlib.import_module(module), cls)(**settings))
+        except TypeError as err:  # an option the source does not take
+            raise SpecError(f"accuracy.{name}", str(err)) from None
     return sources
 
 
 def first_value(
     sources: Sequence[AccuracySource], encoder: EncoderSpec, resolution: int, llm: LLMSpec, metric: str
-) -> Accuracy | None:
+) -> tuple[Sourced | None, list[Refusal]]:
+    """The first source's value, and the refusals of the sources asked before it."""
+    refusals = []
     for source in sources:
-        if (value := source.lookup(encoder, resolution, llm, metric)) is not None:
-            return value
-    return None
+        answer = source.lookup(encoder, resolution, llm, metric)
+        if isinstance(answer, Sourced):
+            return answer, refusals
+        refusals.append(answer)
+    return None, refusals

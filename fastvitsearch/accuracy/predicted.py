@@ -26,11 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fastvitsearch.accuracy import Accuracy
-from fastvitsearch.accuracy.published import training_tag
-from fastvitsearch.llm import LLM_PRESETS, PAPER_NAMES, LLMSpec
-from fastvitsearch.paper import ENCODER_NAMES, paper_results
-from fastvitsearch.presets import get_preset, get_spec
+from fastvitsearch import paper
+from fastvitsearch.llm import LLM_PRESETS, LLMSpec
+from fastvitsearch.presets import get_preset
+from fastvitsearch.record import Refusal, Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
 
 
@@ -77,27 +76,18 @@ class AccuracyModel:
 
 def training_rows(metric: str) -> pd.DataFrame:
     """Published rows usable for fitting: (family, recipe, tokens, params, value)."""
-    frame = paper_results()
-    frame = frame[(frame["metric"] == metric) & (frame["source_version"] != "CVPR only")]
-    llm_by_paper = {v: k for k, v in PAPER_NAMES.items()}
-    rows = []
-    for preset, names in ENCODER_NAMES.items():
-        spec = get_spec(preset)
-        for r in frame[frame["encoder"].isin(names) & frame["llm"].isin(llm_by_paper)].itertuples():
-            recipe = training_tag(r.training)
-            if recipe is None or r.resolution_px != r.resolution_px or int(r.resolution_px) % spec.output_stride:
-                continue
-            rows.append(
-                {
-                    "family": get_preset(preset).family,
-                    "recipe": recipe,
-                    "tokens": spec.tokens(int(r.resolution_px)),
-                    "params": LLM_PRESETS[llm_by_paper[r.llm]].params,
-                    "value": float(r.value),
-                    "table": r.source_table_or_figure,
-                }
-            )
-    return pd.DataFrame(rows).drop_duplicates(["family", "recipe", "tokens", "params", "value"])
+    frame = paper.accuracy_rows(metric)
+    rows = pd.DataFrame(
+        {
+            "family": frame["preset"].map(lambda p: get_preset(p).family),
+            "recipe": frame["recipe"],
+            "tokens": frame["tokens"],
+            "params": frame["llm_preset"].map(lambda n: LLM_PRESETS[n].params),
+            "value": frame["value"].astype(float),
+            "table": frame["source_table_or_figure"],
+        }
+    )
+    return rows.drop_duplicates(["family", "recipe", "tokens", "params", "value"]).reset_index(drop=True)
 
 
 def _design(rows: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -154,36 +144,32 @@ class PredictedAccuracy:
         self.recipe = recipe
         self.margin = float(margin)
         self._models: dict[str, AccuracyModel] = {}
-        self.refusals: list[str] = []
+
+    def diagnostics(self) -> list[str]:
+        return []
 
     def model(self, metric: str) -> AccuracyModel:
         if metric not in self._models:
             self._models[metric] = fit(metric)
         return self._models[metric]
 
-    def lookup(self, encoder: EncoderSpec, resolution: int, llm: LLMSpec, metric: str) -> Accuracy | None:
-        try:
-            family = next(
-                get_preset(p).family for p in ENCODER_NAMES if get_spec(p).content_hash == encoder.content_hash
-            )
-        except StopIteration:
-            family = "custom"
+    def lookup(self, encoder: EncoderSpec, resolution: int, llm: LLMSpec, metric: str) -> Sourced | Refusal:
         model = self.model(metric)
+        family = paper.paper_family(encoder)
         try:
             value = model.predict(family, self.recipe, encoder.tokens(resolution), llm.params, self.margin)
         except Extrapolation as refusal:
-            self.refusals.append(str(refusal))
-            return None
+            return Refusal(self.name, str(refusal))
         detail = {
             "model": "family + recipe + log(tokens) + log(LLM params), least squares",
             "recipe": self.recipe,
             "fitted_rows": model.n_rows,
             "loo_rmse_points": round(model.loo_rmse, 2),
         }
-        return Accuracy(
+        return Sourced(
             round(value, 2),
-            metric,
-            f"predicted:loglinear[{metric},{self.recipe}]",
+            "predicted",
+            f"loglinear[{metric},{self.recipe}]",
             round(model.loo_rmse / max(abs(value), 1e-9), 4),
             detail,
         )

@@ -33,14 +33,16 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from fastvitsearch.accuracy import Accuracy
 from fastvitsearch.build import build_encoder
+from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.llm import LLMSpec
-from fastvitsearch.profile.cache import MeasurementCache
-from fastvitsearch.profile.timing import fixed_threads
-from fastvitsearch.spec import ATTENTION_HEAD_DIM, EncoderSpec, HybridEncoderSpec, SpecError, StageSpec, ViTSpec
+from fastvitsearch.record import Refusal, Sourced
+from fastvitsearch.spec import EncoderSpec, SpecError
+from fastvitsearch.torch_threads import fixed_threads
 
 EVAL_SEED_OFFSET = 1_000_000
+#: what the proxy scores (the record's accuracy_metric)
+METRIC = "proxy-glyph-reading"
 
 
 @dataclass(frozen=True)
@@ -112,44 +114,6 @@ def batch(seed: int, count: int, resolution: int, config: ProxyConfig) -> tuple[
     return x, torch.stack(digits).long(), torch.stack(sizes).long()
 
 
-def scaled_spec(spec: EncoderSpec, width_scale: float, depth_scale: float) -> EncoderSpec:
-    """Same stages, mixers and strides; thinner and shallower (documented factors)."""
-
-    def depth(d: int) -> int:
-        return max(1, round(d * depth_scale))
-
-    if isinstance(spec, ViTSpec):
-        heads = max(1, round(spec.heads * width_scale))
-        width = max(heads * 16, int(round(spec.width * width_scale / heads)) * heads)
-        return ViTSpec(
-            f"{spec.name}_proxy",
-            spec.patch,
-            depth(spec.depth),
-            width,
-            heads,
-            spec.mlp_ratio,
-            spec.class_token,
-            spec.pre_norm,
-        )
-    stages = []
-    for s in spec.stages:
-        width = max(8, int(round(s.width * width_scale / 8)) * 8)
-        if s.mixer == "attention":
-            width = max(ATTENTION_HEAD_DIM, int(round(width / ATTENTION_HEAD_DIM)) * ATTENTION_HEAD_DIM)
-        stages.append(StageSpec(depth(s.depth), width, s.mixer, s.mlp_ratio, s.pos_enc, s.downsample, s.se_downsample))
-    for i in range(1, len(stages)):  # keep widths non-decreasing where the original changed width
-        if stages[i].width != stages[i - 1].width and not stages[i].downsample:
-            stages[i] = dataclasses.replace(stages[i], width=stages[i - 1].width)
-    return HybridEncoderSpec(
-        f"{spec.name}_proxy",
-        tuple(stages),
-        spec.expansion_ratio,
-        spec.attention_norm,
-        spec.stem_scale_branch,
-        spec.lkc_use_act,
-    )
-
-
 class ProxyModel(nn.Module):
     """Encoder -> mlp2x_gelu projector -> per-token read-out aligned to the digit grid."""
 
@@ -186,7 +150,7 @@ def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, f
 def train_and_evaluate(spec: EncoderSpec, resolution: int, config: ProxyConfig, seed: int = 0) -> dict[str, Any]:
     """Train the proxy model from scratch and score it on the fixed held-out pages."""
     spec.tokens(resolution)
-    small = scaled_spec(spec, config.width_scale, config.depth_scale)
+    small = spec.scaled(config.width_scale, config.depth_scale)
     with fixed_threads(config.threads):
         torch.manual_seed(seed)
         model = ProxyModel(small, resolution, config)
@@ -262,15 +226,20 @@ class ProxyAccuracy:
         self.cache.put(key, result)
         return result
 
-    def lookup(self, encoder: EncoderSpec, resolution: int, llm: LLMSpec, metric: str) -> Accuracy | None:
+    def diagnostics(self) -> list[str]:
+        return []
+
+    def lookup(self, encoder: EncoderSpec, resolution: int, llm: LLMSpec, metric: str) -> Sourced | Refusal:
+        if metric != METRIC:
+            return Refusal(self.name, f"the proxy scores {METRIC}, not {metric}")
         result = self.run(encoder, resolution)
         low, high = result["ci95"]
         error = (high - low) / 2 / max(result["accuracy"], 1e-9)
         detail = {k: result[k] for k in ("ci95", "by_font_size", "steps", "train_seconds", "proxy_params", "cells")}
-        return Accuracy(
+        return Sourced(
             round(result["accuracy"], 2),
-            "proxy-glyph-reading",
-            f"proxy:glyph-grid[{self.config.grid}x{self.config.grid},seed={self.seed}]",
+            "proxy",
+            f"glyph-grid[{self.config.grid}x{self.config.grid},seed={self.seed}]",
             round(error, 4),
             detail,
         )

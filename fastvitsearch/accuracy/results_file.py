@@ -16,10 +16,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastvitsearch.accuracy import Accuracy
 from fastvitsearch.llm import LLM_PRESETS, LLMSpec
-from fastvitsearch.paper import paper_results
+from fastvitsearch.paper import metrics as paper_metrics
 from fastvitsearch.presets import preset_names, resolve_encoder
+from fastvitsearch.record import Refusal, Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
 
 REQUIRED = ("encoder", "resolution", "llm", "metric", "value")
@@ -30,10 +30,6 @@ class LoadReport:
     rows: int = 0
     errors: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
-
-
-def _known_metrics() -> set[str]:
-    return set(paper_results()["metric"])
 
 
 def _encoder_hash(name: str) -> str | None:
@@ -89,7 +85,7 @@ class ResultsFileAccuracy:
             raise SpecError("accuracy.results_file.path", f"no file at {self.path}")
         self.report = LoadReport()
         self._values: dict[tuple[str, int, str, str], tuple[float, str]] = {}
-        metrics = _known_metrics()
+        metrics = paper_metrics()
         for line, row in read_rows(self.path):
             missing = [c for c in REQUIRED if row.get(c) in (None, "")]
             if missing:
@@ -119,8 +115,13 @@ class ResultsFileAccuracy:
             self._values[(encoder_hash, resolution, row["llm"], row["metric"])] = (value, str(source))
             self.report.rows += 1
 
-    def lookup(self, encoder: EncoderSpec, resolution: int, llm: LLMSpec, metric: str) -> Accuracy | None:
+    def diagnostics(self) -> list[str]:
+        """Said once at set-up: rows read, and every skipped or doubtful row with file:line."""
+        lines = [f"results file {self.path}: {self.report.rows} row(s) read"]
+        return lines + self.report.errors + self.report.unknown
+
+    def lookup(self, encoder: EncoderSpec, resolution: int, llm: LLMSpec, metric: str) -> Sourced | Refusal:
         hit = self._values.get((encoder.content_hash, resolution, llm.name, metric))
         if hit is None:
-            return None
-        return Accuracy(hit[0], metric, f"user:{hit[1]}", None, {"file": str(self.path)})
+            return Refusal(self.name, f"no {metric} row for this point in {self.path.name}")
+        return Sourced(hit[0], "user", hit[1], None, {"file": str(self.path)})

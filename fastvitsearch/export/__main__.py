@@ -8,12 +8,15 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from fastvitsearch.config import register_configs
 from fastvitsearch.export.coreml import ExportOptions, export_coreml
 from fastvitsearch.presets import default_resolution, resolve_encoder
 from fastvitsearch.spec import SpecError
 
+register_configs()
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="export")
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     encoder_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
     try:

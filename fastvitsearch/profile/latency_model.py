@@ -2,7 +2,11 @@
 
 Used to predict what cannot be measured: LLM prefill too large for the machine (x = FLOPs)
 and published M1 Max latencies at points the paper did not time (x = counted work). The fit
-is least squares; its error is the leave-one-out mean absolute percentage error.
+is least squares, constrained to be physically plausible: a negative fixed cost or a
+non-positive rate (which would predict zero or negative times for small inputs) falls back to
+``t = x / R`` through the origin. Its error is the leave-one-out mean absolute percentage error;
+a prediction outside the fitted range says so (``extrapolated`` in its detail, ``extrapolated``
+in its label).
 """
 
 from __future__ import annotations
@@ -12,15 +16,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastvitsearch.profile.estimate import Estimate, mape
+from fastvitsearch.record import Sourced
+
+
+def mape(predicted: Sequence[float], actual: Sequence[float]) -> float:
+    """Mean absolute percentage error, as a fraction."""
+    return sum(abs(p - a) / a for p, a in zip(predicted, actual, strict=True)) / len(actual)
 
 
 def _fit(xs: np.ndarray, ts: np.ndarray, through_origin: bool = False) -> tuple[float, float]:
-    """(intercept, slope); through the origin when asked, with one point or a degenerate x."""
-    if through_origin or len(xs) == 1 or np.ptp(xs) == 0:
-        return 0.0, float(np.sum(ts * xs) / np.sum(xs * xs))
-    slope, intercept = np.polyfit(xs, ts, 1)
-    return float(intercept), float(slope)
+    """(intercept, slope) with intercept >= 0 and slope > 0; through the origin when asked, with
+    one point, a degenerate x, or when the free fit is not physically plausible."""
+    if not through_origin and len(xs) > 1 and np.ptp(xs) > 0:
+        slope, intercept = np.polyfit(xs, ts, 1)
+        if intercept >= 0 and slope > 0:
+            return float(intercept), float(slope)
+    return 0.0, float(np.sum(ts * xs) / np.sum(xs * xs))
 
 
 @dataclass(frozen=True)
@@ -37,16 +48,18 @@ class LinearLatencyModel:
     x_max: float
 
     def predict(self, x: float) -> float:
-        return max(0.0, self.intercept_ms + self.ms_per_unit * x)
+        return self.intercept_ms + self.ms_per_unit * x
 
-    def estimate(self, x: float) -> Estimate:
+    def estimate(self, x: float) -> Sourced:
+        extrapolated = not self.x_min <= x <= self.x_max
         detail = {
             "model": f"t = {self.intercept_ms:.3f} ms + {self.unit} x {self.ms_per_unit:.3e} ms",
             "fitted_points": self.n_points,
             "fitted_range": [self.x_min, self.x_max],
-            "extrapolated": not self.x_min <= x <= self.x_max,
+            "extrapolated": extrapolated,
         }
-        return Estimate(round(self.predict(x), 3), f"predicted:{self.name}", self.loo_error, detail)
+        label = self.name + (" (extrapolated)" if extrapolated else "")
+        return Sourced(round(self.predict(x), 3), "predicted", label, self.loo_error, detail)
 
 
 def fit_latency(
@@ -55,7 +68,7 @@ def fit_latency(
     """Fit and compute the leave-one-out error (None with a single point: nothing held out).
 
     ``through_origin`` (``t = x / R``) suits pooled data from different models, where a shared
-    fixed cost means nothing and a free intercept can go negative.
+    fixed cost means nothing.
     """
     x, t = np.asarray(xs, dtype=float), np.asarray(ts, dtype=float)
     if len(x) == 0:
@@ -67,6 +80,6 @@ def fit_latency(
         for i in range(len(x)):
             keep = np.arange(len(x)) != i
             a, b = _fit(x[keep], t[keep], through_origin)
-            predictions.append(max(0.0, a + b * x[i]))
+            predictions.append(a + b * x[i])
         loo = round(float(mape(predictions, list(t))), 4)
     return LinearLatencyModel(name, intercept, slope, unit, loo, len(x), float(x.min()), float(x.max()))

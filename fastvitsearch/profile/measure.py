@@ -1,13 +1,15 @@
 """Measured latencies on a local device: encoder, projector, LLM prefill (cached on disk).
 
-Every function returns an :class:`Estimate` whose ``source`` is ``measured:<device name>``
-and whose ``detail`` holds the timing statistics and the environment (threads, versions,
-runtime, dtype, batch, other processes' CPU use).
+Every function returns a :class:`~fastvitsearch.record.Sourced` of kind ``measured`` labelled with
+the device name, whose ``detail`` holds the timing statistics and the environment (threads,
+versions, runtime, dtype, batch, other processes' CPU use). The cache key holds everything that
+changes a timing, the timing protocol included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,11 +17,11 @@ import torch
 from torch import nn
 
 from fastvitsearch.build import build_encoder
+from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.llm import LLMSpec, build_llm, prefill
-from fastvitsearch.profile.cache import MeasurementCache
-from fastvitsearch.profile.estimate import Estimate
 from fastvitsearch.profile.runtimes import prepare_checked
 from fastvitsearch.profile.timing import Timing, TimingProtocol, device_fingerprint, measure
+from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec
 
 #: prefill runs take seconds each on a CPU: fewer repeats, same statistics
@@ -38,18 +40,21 @@ def prefill_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def _estimate(timing: Timing, cached: bool = False) -> Estimate:
+def _sourced(timing: Timing, cached: bool = False) -> Sourced:
     detail = {**timing.to_dict(), "cached": cached}
-    return Estimate(timing.median_ms, f"measured:{timing.environment['device_name']}", None, detail)
+    return Sourced(timing.median_ms, "measured", timing.environment["device_name"], None, detail)
 
 
-def _cached_or_measure(cache: MeasurementCache | None, key: dict, force: bool, run_measurement) -> Estimate:
+def _cached_or_measure(
+    cache: MeasurementCache | None, key: dict, protocol: TimingProtocol, force: bool, run_measurement
+) -> Sourced:
+    key = {**key, "protocol": dataclasses.asdict(protocol)}
     if cache is not None and not force and (hit := cache.get(key)) is not None:
-        return _estimate(Timing(**hit), cached=True)
+        return _sourced(Timing(**hit), cached=True)
     timing = run_measurement()
     if cache is not None:
         cache.put(key, timing.to_dict())
-    return _estimate(timing)
+    return _sourced(timing)
 
 
 def measure_encoder(
@@ -63,7 +68,7 @@ def measure_encoder(
     protocol: TimingProtocol = DEFAULT_PROTOCOL,
     cache: MeasurementCache | None = None,
     force: bool = False,
-) -> Estimate:
+) -> Sourced:
     """Median latency of ``features(images)`` for a reparameterized, random-weight encoder."""
     key = {
         "kind": "encoder",
@@ -90,7 +95,7 @@ def measure_encoder(
         }
         return measure(run, device=device, threads=threads, protocol=protocol, context=context)
 
-    return _cached_or_measure(cache, key, force, run_measurement)
+    return _cached_or_measure(cache, key, protocol, force, run_measurement)
 
 
 def projector(feature_width: int, llm: LLMSpec) -> nn.Module:
@@ -108,7 +113,7 @@ def measure_projector(
     protocol: TimingProtocol = DEFAULT_PROTOCOL,
     cache: MeasurementCache | None = None,
     force: bool = False,
-) -> Estimate:
+) -> Sourced:
     key = {
         "kind": "projector",
         "feature_width": feature_width,
@@ -126,7 +131,7 @@ def measure_projector(
         context = {"runtime": "eager", "dtype": "float32", "batch": 1}
         return measure(lambda: module(features), device=device, threads=threads, protocol=protocol, context=context)
 
-    return _cached_or_measure(cache, key, force, run_measurement)
+    return _cached_or_measure(cache, key, protocol, force, run_measurement)
 
 
 def measure_prefill(
@@ -140,7 +145,7 @@ def measure_prefill(
     cache: MeasurementCache | None = None,
     force: bool = False,
     model_factory: Callable[[], nn.Module] | None = None,
-) -> Estimate:
+) -> Sourced:
     """Median prefill latency over ``tokens`` input embeddings (batch 1, last logits only).
 
     Pass ``model_factory`` (returning a :func:`build_llm` model) to reuse one random-weight LLM
@@ -170,4 +175,4 @@ def measure_prefill(
             lambda: prefill(lm, embeddings), device=device, threads=threads, protocol=protocol, context=context
         )
 
-    return _cached_or_measure(cache, key, force, run_measurement)
+    return _cached_or_measure(cache, key, protocol, force, run_measurement)

@@ -1,4 +1,4 @@
-"""Readable text tables of profile records (for terminals; JSON is the machine format)."""
+"""Readable text tables of record rows (for terminals; JSON is the machine format)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,25 @@ from typing import Any
 
 import pandas as pd
 
+from fastvitsearch.record import LATENCY_PARTS
 
-def _ms(part: dict[str, Any] | None) -> str:
-    if not part:
-        return "-"
-    value = part.get("median", part.get("value"))
-    text = f"{value:,.2f} ms"
-    if part.get("error") is not None:
-        text += f" ±{part['error'] * 100:.0f}%"
-    if part.get("noisy"):
+_LABELS = {"encoder_ms": "encoder latency", "projector_ms": "projector", "prefill_ms": "LLM prefill", "ttft_ms": "TTFT"}
+
+
+def _ms(row: dict[str, Any], part: str) -> str:
+    text = f"{row[part]:,.2f} ms"
+    if row.get(f"{part}_error") is not None:
+        text += f" ±{row[f'{part}_error'] * 100:.0f}%"
+    if row.get(f"{part}_noisy"):
         text += " (noisy)"
     return text
 
 
-def records_table(records: Sequence[dict[str, Any]]) -> str:
+def records_table(rows: Sequence[dict[str, Any]]) -> str:
     """One column per (encoder, resolution); rows say what was counted or timed, and sources below."""
     columns = {}
     sources: dict[str, set[str]] = {}
-    for r in records:
+    for r in rows:
         column = {
             "visual tokens": f"{r['visual_tokens']:,}",
             "output stride": str(r["output_stride"]),
@@ -33,29 +34,35 @@ def records_table(records: Sequence[dict[str, Any]]) -> str:
             "params (reparameterized)": f"{r['params_reparameterized'] / 1e6:,.2f} M",
             "MACs total": f"{r['macs'] / 1e9:,.2f} G",
         }
-        column.update({f"MACs {op}": f"{v / 1e9:,.2f} G" for op, v in r["macs_by_op"].items()})
-        sources.setdefault("counts", set()).add(r["source"])
-        for key, label in (
-            ("latency_ms", "encoder latency"),
-            ("projector_ms", "projector"),
-            ("prefill_ms", "LLM prefill"),
-            ("ttft_ms", "TTFT"),
-        ):
-            if key in r:
-                column[label] = _ms(r[key])
-                sources.setdefault(label, set()).add(r[key]["source"])
+        column.update({f"MACs {op}": f"{r[f'macs_{op}'] / 1e9:,.2f} G" for op in ("conv", "linear", "attention")})
+        sources.setdefault("counts", set()).add(r["counts_source"])
+        for part in LATENCY_PARTS:
+            if r.get(part) is not None:
+                column[_LABELS[part]] = _ms(r, part)
+                sources.setdefault(_LABELS[part], set()).add(r[f"{part}_source"])
+        if r.get("accuracy") is not None:
+            column[f"{r['accuracy_metric']} accuracy"] = f"{r['accuracy']:.1f}"
+            sources.setdefault("accuracy", set()).add(r["accuracy_source"])
+        elif r.get("refusals"):
+            column["accuracy"] = "none (see below)"
+            sources.setdefault("no accuracy", set()).update(r["refusals"])
         column["spec hash"] = r["spec_hash"]
         title = f"{r['encoder']} @ {r['resolution']}px" + (f" + {r['llm']}" if r.get("llm") else "")
         columns[title] = column
     table = pd.DataFrame(columns).fillna("-").to_string()
     notes = [f"{label}: {'; '.join(sorted(s))}" for label, s in sources.items()]
-    if records:
-        notes.append(f"unit: {records[0]['unit']}")
-        env = next(
-            (r["latency_ms"]["environment"] for r in records if (r.get("latency_ms") or {}).get("environment")), None
-        )
-        if env:
-            notes.append("measured with: " + ", ".join(f"{k}={v}" for k, v in env.items()))
-        uncounted = sorted({op for r in records for op in r["uncounted_ops"]})
+    if rows:
+        notes.append("unit: MACs (FLOPs = 2 x MACs)")
+        timed = next((r for r in rows if r.get("encoder_ms_source", "") and r.get("threads")), None)
+        if timed:
+            versions = ", ".join(
+                f"{k.removeprefix('version_')}={v}" for k, v in timed.items() if k.startswith("version_")
+            )
+            notes.append(
+                f"measured with: device={timed['device_fingerprint']}, threads={timed['threads']}, "
+                f"runtime={timed['runtime']}, other processes' CPU={timed.get('encoder_ms_other_cpu')} cores, "
+                + versions
+            )
+        uncounted = sorted({op for r in rows for op in r["uncounted_ops"]})
         notes.append(f"not counted (no multiply-adds by convention): {', '.join(uncounted)}")
     return "\n".join([table, *notes])

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from fastvitsearch.torch_threads import fixed_threads
+
 
 @dataclass(frozen=True)
 class TimingProtocol:
@@ -102,17 +104,6 @@ def _busy_cpu_seconds() -> float | None:
     ticks = [int(x) for x in fields]
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def fixed_threads(threads: int) -> Iterator[None]:
-    """Run the body with exactly ``threads`` intra-op threads, then restore the old count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager

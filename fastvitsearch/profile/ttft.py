@@ -1,69 +1,50 @@
 """Time to first token = encoder + projector + LLM prefill over visual (+ text) tokens.
 
-The parts are kept separately in the record, each with its own source, because they can come
-from different places (a measured encoder beside a predicted 7B prefill, say). The paper sums
-encoder latency and prefill the same way; it does not time end to end.
+The parts are kept separately, each with its own source, because they can come from different
+places (a measured encoder beside a predicted 7B prefill, say). The paper sums encoder latency
+and prefill the same way; it does not time end to end. The token count is the spec's (derived,
+never counted again).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
 from fastvitsearch.llm import LLMSpec
-from fastvitsearch.profile.count import EncoderCounts, count_encoder
-from fastvitsearch.profile.devices import LocalDevice, PaperM1Max
-from fastvitsearch.profile.estimate import Estimate
-from fastvitsearch.spec import EncoderSpec
+from fastvitsearch.record import Sourced, weakest
+from fastvitsearch.spec import EncoderSpec, SpecError
+
+if TYPE_CHECKING:
+    from fastvitsearch.profile.devices import Device
 
 
-@dataclass(frozen=True)
-class TTFTRecord:
-    counts: EncoderCounts
-    llm: str
-    device: str
-    text_tokens: int
-    encoder_ms: Estimate
-    projector_ms: Estimate
-    prefill_ms: Estimate
-    ttft_ms: Estimate
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.counts.to_dict(), **{k: v for k, v in dataclasses.asdict(self).items() if k != "counts"}}
+class TTFTParts(NamedTuple):
+    encoder_ms: Sourced
+    projector_ms: Sourced
+    prefill_ms: Sourced
+    ttft_ms: Sourced
 
 
-def _combined_error(parts: list[Estimate], total: float) -> float | None:
+def _combined_error(parts: list[Sourced], total: float) -> float | None:
     """Relative error of a sum, from the parts' relative errors (worst case: errors add)."""
     absolute = sum((p.error or 0.0) * p.value for p in parts)
     return round(float(absolute / total), 4) if absolute and total else None
 
 
-def ttft(
-    spec: EncoderSpec,
-    resolution: int,
-    llm: LLMSpec,
-    device: LocalDevice | PaperM1Max,
-    text_tokens: int = 0,
-) -> TTFTRecord:
+def ttft(spec: EncoderSpec, resolution: int, llm: LLMSpec, device: Device, text_tokens: int = 0) -> TTFTParts:
     if text_tokens < 0:
-        raise ValueError("text_tokens: must be >= 0")
-    counts = count_encoder(spec, resolution)
-    tokens = counts.visual_tokens
+        raise SpecError("text_tokens", f"must be >= 0, got {text_tokens}")
+    tokens = spec.tokens(resolution)
     encoder = device.encoder_latency(spec, resolution)
     projector = device.projector_latency(spec.feature_width, tokens, llm)
     prefill = device.prefill_latency(llm, tokens + text_tokens)
     parts = [encoder, projector, prefill]
+    timed = [p for p in parts if p.kind != "not-timed"]
     total = round(sum(p.value for p in parts), 3)
-    kinds = sorted({p.source.split(":", 1)[0] for p in parts if not p.source.startswith("not-timed")})
-    source = f"sum of parts ({' + '.join(kinds)})"
-    return TTFTRecord(
-        counts,
-        llm.name,
-        device.name,
-        text_tokens,
+    label = f"sum of parts ({' + '.join(sorted({p.kind for p in timed}))})"
+    return TTFTParts(
         encoder,
         projector,
         prefill,
-        Estimate(total, source, _combined_error(parts, total)),
+        Sourced(total, weakest([p.kind for p in timed]), label, _combined_error(parts, total)),
     )

@@ -1,13 +1,17 @@
 """Assemble a report folder from a sweep folder: ``index.html`` plus one PNG per figure.
 
 Everything comes from the results table (and its ``meta.json``), so a report can be rebuilt
-anywhere, any time, without rerunning the sweep.
+anywhere, any time, without rerunning the sweep (or importing torch or Optuna). The figures
+are one list, :data:`FIGURES`: each a pure data function, a PNG and an HTML renderer, and a
+note computed from its data; adding a figure is one entry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from fastvitsearch.paper import CITATION
 from fastvitsearch.pareto import pareto_front
@@ -37,6 +41,128 @@ class Report:
     pngs: list[Path] = field(default_factory=list)
 
 
+class Context(NamedTuple):
+    """What every figure's data function may read: the table, its meta and the objectives."""
+
+    table: Any
+    meta: dict[str, Any]
+    objectives: dict[str, str]
+    budget: float | None
+
+
+class FigureSpec(NamedTuple):
+    """One report figure: ``data(context)`` returns its typed data or None (nothing to draw);
+    ``title``, ``note`` are computed from that data; ``png`` / ``html`` render it."""
+
+    key: str
+    heading: str
+    data: Callable[[Context], Any]
+    title: Callable[[Any, Context], str]
+    note: Callable[[Any], str]
+    png: Callable[[Any, str, Path, Context], Path]
+    html: Callable[[Any, str, Context], Any]
+
+
+def _scatter(ctx: Context) -> data.ScatterInfo | None:
+    if len(ctx.objectives) < 2 or not len(data.completed(ctx.table)):
+        return None
+    return data.objective_scatter(ctx.table, ctx.objectives)
+
+
+def _scatter_note(info: data.ScatterInfo) -> str:
+    kinds = sorted(set(info.points["y_kind"]))
+    note = (
+        "Colour: LLM. Marker: encoder family. Black line: the Pareto front. "
+        f"{info.y} values here are {', '.join(kinds)}"
+    )
+    if "predicted" in kinds:
+        note += "; hollow markers with error bars are predicted (bar = the model's held-out error)"
+    return note + "."
+
+
+def _comparison(ctx: Context) -> tuple[Any, float | None] | None:
+    comparison = data.measured_vs_paper(ctx.table)
+    return (comparison, data.ranking_agreement(comparison)) if len(comparison) else None
+
+
+def _comparison_note(info: tuple[Any, float | None]) -> str:
+    comparison, tau = info
+    ratios = comparison["ratio"]
+    tau_text = f"Kendall tau of the two TTFT rankings: {tau:.2f}. " if tau is not None else ""
+    return (
+        f"{len(comparison)} point(s) where the paper publishes both TTFT components (M1 Max). {tau_text}"
+        f"This device is {ratios.min():.1f}x to {ratios.max():.1f}x the paper's TTFT."
+    )
+
+
+def _scaling_note(scale: Any) -> str:
+    """What the scaling figure shows, from its data: each family's token growth and stride."""
+    parts = ["Log-log."]
+    for family, group in scale.groupby("family"):
+        group = group.sort_values("resolution")
+        if len(group) >= 2:
+            first, last = group.iloc[0], group.iloc[-1]
+            parts.append(
+                f"{family}: {int(first['visual_tokens'])} -> {int(last['visual_tokens'])} tokens and "
+                f"{last['macs'] / first['macs']:.1f}x MACs from {int(first['resolution'])} to "
+                f"{int(last['resolution'])} px."
+            )
+    return " ".join(parts)
+
+
+FIGURES: list[FigureSpec] = [
+    FigureSpec(
+        "front",
+        "Pareto front",
+        _scatter,
+        lambda info, ctx: f"{data.label(info.y, ctx.table)} vs {data.label(info.x, ctx.table)}",
+        _scatter_note,
+        lambda info, title, path, ctx: png.objective_scatter(info, title, path, ctx.budget),
+        lambda info, title, ctx: html.objective_scatter(info, title, ctx.budget),
+    ),
+    FigureSpec(
+        "ttft_breakdown",
+        "TTFT breakdown",
+        lambda ctx: parts if len(parts := data.ttft_breakdown(ctx.table)) else None,
+        lambda info, ctx: "TTFT breakdown (encoder + projector + prefill)",
+        lambda info: "Each bar: one point's TTFT parts; hover (HTML) shows each part's source.",
+        lambda info, title, path, ctx: png.ttft_breakdown(info, title, path),
+        lambda info, title, ctx: html.ttft_breakdown(info, title),
+    ),
+    FigureSpec(
+        "scaling",
+        "Scaling with resolution",
+        lambda ctx: scale if len(scale := data.scaling(ctx.table)) else None,
+        lambda info, ctx: "Tokens, MACs and encoder latency vs resolution",
+        _scaling_note,
+        lambda info, title, path, ctx: png.scaling(info, title, path),
+        lambda info, title, ctx: html.scaling(info, title),
+    ),
+    FigureSpec(
+        "vs_paper",
+        "This device vs the paper's M1 Max",
+        _comparison,
+        lambda info, ctx: "TTFT here vs the paper's M1 Max",
+        _comparison_note,
+        lambda info, title, path, ctx: png.measured_vs_paper(info[0], info[1], title, path),
+        lambda info, title, ctx: html.measured_vs_paper(info[0], info[1], title),
+    ),
+    FigureSpec(
+        "hypervolume",
+        "Search progress",
+        lambda ctx: (
+            data.search_progress(ctx.table, ctx.objectives, ctx.budget)
+            if ctx.meta.get("config", {}).get("search", {}).get("name", "grid") != "grid"
+            else None
+        ),
+        lambda info, ctx: "Hypervolume by trial",
+        lambda info: "Hypervolume of the feasible front (within the TTFT budget) after each trial.",
+        lambda info, title, path, ctx: png.search_progress(info, title, path),
+        lambda info, title, ctx: html.search_progress(info, title),
+    ),
+]
+
+
 def default_report_dir(sweep_dir: Path, meta: dict) -> Path:
     """``reports/<experiment>/<study>``, beside the ``sweeps/`` folder the study lives in."""
     experiment = meta.get("experiment") or sweep_dir.parent.name
@@ -51,72 +177,29 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
     out = Path(out_dir) if out_dir else default_report_dir(sweep_dir, meta)
     out.mkdir(parents=True, exist_ok=True)
     objectives = meta.get("objectives") or {"ttft_ms": "minimize", "accuracy": "maximize"}
-    budget = meta.get("ttft_budget_ms")
+    ctx = Context(table, meta, objectives, meta.get("ttft_budget_ms"))
     name = f"{meta.get('experiment', sweep_dir.parent.name)} / {meta.get('study', sweep_dir.name)}"
     report = Report(out, out / "index.html")
     sections: list[tuple[str, str]] = []
-    first = True
-
-    def add_figure(heading: str, fig, png_path: Path, note: str = "") -> None:
-        nonlocal first
-        report.pngs.append(png_path)
-        body = html.figure_html(fig, first, png_path.stem)
-        first = False
+    for figure in FIGURES:
+        info = figure.data(ctx)
+        if info is None:
+            continue
+        title, path = figure.title(info, ctx), out / f"{figure.key}.png"
+        report.pngs.append(figure.png(info, title, path, ctx))
+        fig = figure.html(info, title, ctx)
+        note = figure.note(info)
         sections.append(
             (
-                heading,
-                (f'<p class="note">{note}</p>' if note else "")
-                + body
-                + f'<p class="note">PNG: <a href="{html.esc(png_path.name)}">{html.esc(png_path.name)}</a></p>',
+                figure.heading,
+                (f'<p class="note">{html.esc(note)}</p>' if note else "")
+                + html.figure_html(fig, not report.pngs[:-1], figure.key)
+                + f'<p class="note">PNG: <a href="{html.esc(path.name)}">{html.esc(path.name)}</a></p>',
             )
         )
-
+        if figure.key == "vs_paper":
+            sections.append(("Ranking here vs the paper", html.table_html(info[0])))
     done = data.completed(table)
-    if len(objectives) >= 2 and len(done):
-        scatter = data.objective_scatter(table, objectives)
-        x, y = scatter["x"], scatter["y"]
-        title = f"{data.label(y, table)} vs {data.label(x, table)}"
-        png.objective_scatter(scatter, title, out / "front.png", budget)
-        add_figure(
-            "Pareto front",
-            html.objective_scatter(scatter, title, budget),
-            out / "front.png",
-            "Colour: LLM. Marker: encoder family. Filled: published / measured / counted values; hollow "
-            "with error bars: predicted (bar = its held-out error). Black line: the Pareto front.",
-        )
-    parts = data.ttft_breakdown(table)
-    if len(parts):
-        png.ttft_breakdown(parts, "TTFT breakdown", out / "ttft_breakdown.png")
-        add_figure(
-            "TTFT breakdown",
-            html.ttft_breakdown(parts, "TTFT breakdown (encoder + projector + prefill)"),
-            out / "ttft_breakdown.png",
-        )
-    scale = data.scaling(table)
-    if len(scale):
-        png.scaling(scale, "Scaling with resolution", out / "scaling.png")
-        add_figure(
-            "Scaling with resolution",
-            html.scaling(scale, "Tokens, MACs and encoder latency vs resolution"),
-            out / "scaling.png",
-            "Log-log. ViT's attention cost grows with the square of its tokens; "
-            "FastViTHD's extra downsampling stage keeps its tokens 4x fewer than FastViT's.",
-        )
-    comparison = data.measured_vs_paper(table)
-    if len(comparison):
-        tau = data.ranking_agreement(comparison)
-        png.measured_vs_paper(comparison, tau, "This device vs the paper's M1 Max", out / "vs_paper.png")
-        add_figure(
-            "This device vs the paper's M1 Max",
-            html.measured_vs_paper(comparison, tau, "TTFT here vs the paper's M1 Max"),
-            out / "vs_paper.png",
-            "Points where the paper publishes both TTFT components (Table 10). Does the ranking hold?",
-        )
-        sections.append(("Ranking here vs the paper", html.table_html(comparison)))
-    if meta.get("config", {}).get("search", {}).get("name", "grid") != "grid":
-        progress = data.search_progress(table, objectives, budget)
-        png.search_progress(progress, "Search progress", out / "hypervolume.png")
-        add_figure("Search progress", html.search_progress(progress, "Hypervolume by trial"), out / "hypervolume.png")
     if len(done) and all(c in done for c in objectives):
         front = pareto_front(done, objectives)
         columns = [c for c in dict.fromkeys([*FRONT_COLUMNS, *objectives]) if c in front]
@@ -138,11 +221,11 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
     sections.append(
         (
             "Failed, noisy and pruned trials",
-            "<h3>Failed</h3>"
+            "<h3>Failed (with their error)</h3>"
             + html.table_html(problems["failed"])
             + "<h3>Noisy timings (IQR/median > 10 %)</h3>"
             + html.table_html(problems["noisy"])
-            + "<h3>Pruned (no value for an objective)</h3>"
+            + "<h3>Pruned (no value for an objective, with every source's reason)</h3>"
             + html.table_html(problems["pruned"]),
         )
     )

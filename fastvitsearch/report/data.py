@@ -1,22 +1,23 @@
 """What each report figure shows, computed from the results table alone (pure functions).
 
-Rendering lives in ``png.py`` (matplotlib) and ``html.py`` (plotly); both draw exactly these
-tables, so the tests check the data without drawing anything.
+Each figure's data is a typed tuple (as Optuna's ``_get_pareto_front_info`` feeds both of its
+renderers); rendering lives in ``png.py`` (matplotlib) and ``html.py`` (plotly), and both draw
+exactly these, so the tests check the data without drawing anything. Torch-, timm- and
+Optuna-free: a report needs the results table alone.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from fastvitsearch.llm import LLM_PRESETS, PAPER_NAMES
-from fastvitsearch.paper import ENCODER_NAMES
+from fastvitsearch import paper
 from fastvitsearch.pareto import hypervolume, pareto_mask
 from fastvitsearch.presets import get_spec
-from fastvitsearch.profile.devices import PaperM1Max
+from fastvitsearch.record import kind_of
 
 PARTS = ("encoder_ms", "projector_ms", "prefill_ms")
 LABELS = {
@@ -41,14 +42,7 @@ def label(column: str, table: pd.DataFrame | None = None) -> str:
     return LABELS.get(column, column)
 
 
-def source_kind(source: Any) -> str:
-    """``published:Table 6`` -> ``published``; missing -> ``none``."""
-    if not isinstance(source, str) or not source:
-        return "none"
-    if source.startswith("sum of parts"):
-        inner = source[source.find("(") + 1 : source.rfind(")")]
-        return "predicted" if "predicted" in inner else inner.split(" + ")[0]
-    return source.split(":", 1)[0]
+source_kind = kind_of  # ``published:Table 6`` -> ``published``; missing -> ``none``
 
 
 def completed(table: pd.DataFrame) -> pd.DataFrame:
@@ -77,18 +71,24 @@ def _hover(row: pd.Series, objectives: dict[str, str]) -> str:
     return "\n".join(str(p) for p in parts)
 
 
-def objective_scatter(table: pd.DataFrame, objectives: dict[str, str]) -> dict[str, Any]:
-    """The first two objectives of every completed trial, with the Pareto front marked.
+class ScatterInfo(NamedTuple):
+    """The first two objectives of every completed trial; ``front`` is the Pareto set."""
 
-    Colour = LLM, marker = encoder family, style = source kind of the y value (published /
-    predicted with error bar / proxy / user / measured / counted).
-    """
+    x: str
+    y: str
+    points: pd.DataFrame
+    front: pd.DataFrame
+
+
+def objective_scatter(table: pd.DataFrame, objectives: dict[str, str]) -> ScatterInfo:
+    """Colour = LLM, marker = encoder family, style = source kind of the y value (published /
+    predicted with error bar / proxy / user / measured / counted)."""
     x, y = list(objectives)[:2]
     done = completed(table).copy()
     if done.empty:
-        return {"x": x, "y": y, "points": done, "front": done}
+        return ScatterInfo(x, y, done, done)
     done["llm"] = done.get("llm", pd.Series(index=done.index, dtype=object)).fillna("(no LLM)")
-    done["y_kind"] = done.get(f"{y}_source", pd.Series(index=done.index, dtype=object)).map(source_kind)
+    done["y_kind"] = done.get(f"{y}_source", pd.Series(index=done.index, dtype=object)).map(kind_of)
     if y == "visual_tokens" or f"{y}_source" not in done:
         done["y_kind"] = "counted"
     for axis, column in (("x", x), ("y", y)):
@@ -97,7 +97,7 @@ def objective_scatter(table: pd.DataFrame, objectives: dict[str, str]) -> dict[s
     done["hover"] = done.apply(lambda r: _hover(r, objectives), axis=1)
     done["on_front"] = pareto_mask(done[[x, y]].to_numpy(float), [objectives[x], objectives[y]])
     front = done[done["on_front"]].sort_values(x)
-    return {"x": x, "y": y, "points": done, "front": front}
+    return ScatterInfo(x, y, done, front)
 
 
 def devices(table: pd.DataFrame) -> pd.DataFrame:
@@ -173,26 +173,24 @@ def measured_vs_paper(table: pd.DataFrame) -> pd.DataFrame:
     done = profiled(table)
     if done.empty or "ttft_ms" not in done or (done["device"] == "paper_m1max").all():
         return pd.DataFrame()
-    paper = PaperM1Max()
+    encoders, prefills = paper.encoder_latencies(), paper.prefills()
     rows = []
     for _, r in done.iterrows():
-        if r.get("llm") not in PAPER_NAMES or r.get("encoder") not in ENCODER_NAMES:
-            continue  # the paper published nothing for this LLM or encoder
-        spec = get_spec(r["encoder"])
-        if spec.content_hash != r.get("spec_hash"):
-            continue
-        encoder = paper.encoder_latency(spec, int(r["resolution"]))
-        prefill = paper.prefill_latency(LLM_PRESETS[r["llm"]], int(r["visual_tokens"]))
-        if not (encoder.source.startswith("published") and prefill.source.startswith("published")):
-            continue
-        paper_ttft = encoder.value + prefill.value
+        preset = r.get("encoder")
+        if preset not in paper.ENCODER_NAMES or get_spec(preset).content_hash != r.get("spec_hash"):
+            continue  # not one of the paper's encoders (by architecture)
+        encoder = encoders.get((preset, int(r["resolution"])))
+        prefill = prefills.get((r.get("llm"), int(r["visual_tokens"])))
+        if encoder is None or prefill is None:
+            continue  # the paper did not publish both components of this point
+        paper_ttft = encoder[0] + prefill[0]
         rows.append(
             {
                 "point": r["point"],
                 "ours_ms": float(r["ttft_ms"]),
                 "ours_source": r["ttft_ms_source"],
                 "paper_ms": round(paper_ttft, 1),
-                "paper_source": f"{encoder.source} + {prefill.source}",
+                "paper_source": f"published:{encoder[1]} + published:{prefill[1]}",
                 "ratio": float(r["ttft_ms"]) / paper_ttft,
             }
         )
@@ -219,12 +217,20 @@ def ranking_agreement(comparison: pd.DataFrame) -> float | None:
     return float((concordant - discordant) / pairs) if pairs else None
 
 
-def search_progress(table: pd.DataFrame, objectives: dict[str, str], budget: float | None) -> dict[str, Any]:
-    """For sampler searches: feasible front, the budget line, hypervolume after each trial."""
+class ProgressInfo(NamedTuple):
+    """For sampler searches: hypervolume of the feasible front after each trial, and the budget."""
+
+    hypervolume: pd.DataFrame
+    budget: float | None
+    objectives: list[str]
+    reference: list[float]
+
+
+def search_progress(table: pd.DataFrame, objectives: dict[str, str], budget: float | None) -> ProgressInfo:
     done = completed(table).sort_values("trial")
     names = list(objectives)[:2]
     if done.empty or len(names) < 2:
-        return {"hypervolume": pd.DataFrame(), "budget": budget, "objectives": names}
+        return ProgressInfo(pd.DataFrame(), budget, names, [])
     feasible = done if budget is None or "ttft_ms" not in done else done[done["ttft_ms"] <= budget]
     values = feasible[names].to_numpy(float)
     directions = [objectives[n] for n in names]
@@ -239,18 +245,18 @@ def search_progress(table: pd.DataFrame, objectives: dict[str, str], budget: flo
         {"trial": int(t), "hypervolume": hypervolume(values[: i + 1], directions, reference)}
         for i, t in enumerate(trials)
     ]
-    return {"hypervolume": pd.DataFrame(curve), "budget": budget, "objectives": names, "reference": reference}
+    return ProgressInfo(pd.DataFrame(curve), budget, names, reference)
 
 
 def failed_and_noisy(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     failed = table[table["state"] == "FAIL"] if "state" in table else table.iloc[0:0]
     noisy_cols = [c for c in table.columns if c.endswith("_noisy")]
-    noisy = table[table[noisy_cols].fillna(False).astype(bool).any(axis=1)] if noisy_cols else table.iloc[0:0]
+    noisy = table[table[noisy_cols].isin([True, "True"]).any(axis=1)] if noisy_cols else table.iloc[0:0]
     pruned = table[table["state"] == "PRUNED"] if "state" in table else table.iloc[0:0]
     return {
         "failed": failed[[c for c in ("trial", "point", "error") if c in failed]],
         "noisy": noisy[[c for c in ("trial", "point", *noisy_cols) if c in noisy]],
-        "pruned": pruned[[c for c in ("trial", "point") if c in pruned]],
+        "pruned": pruned[[c for c in ("trial", "point", "missing") if c in pruned]],
     }
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from fastvitsearch.report.data import label
+from fastvitsearch.report.data import ProgressInfo, ScatterInfo, label
 
 SYMBOLS = {"ViT-L/14": "square", "FastViT": "triangle-up", "FastViTHD": "circle", "tiny": "diamond", "custom": "cross"}
 FILLED = {"published", "measured", "counted", "user"}
@@ -28,8 +28,8 @@ def _hover(text: str) -> str:
     return "<br>".join(esc(line) for line in str(text).split("\n"))
 
 
-def objective_scatter(data: dict[str, Any], title: str, budget: float | None = None) -> go.Figure:
-    x, y, points, front = data["x"], data["y"], data["points"], data["front"]
+def objective_scatter(data: ScatterInfo, title: str, budget: float | None = None) -> go.Figure:
+    x, y, points, front = data
     fig = go.Figure()
     llms = sorted(points["llm"].unique()) if len(points) else []
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
@@ -158,13 +158,13 @@ def measured_vs_paper(comparison: pd.DataFrame, tau: float | None, title: str) -
     return fig
 
 
-def search_progress(progress: dict[str, Any], title: str) -> go.Figure:
-    curve = progress["hypervolume"]
+def search_progress(progress: ProgressInfo, title: str) -> go.Figure:
+    curve = progress.hypervolume
     fig = go.Figure(go.Scatter(x=curve.get("trial", []), y=curve.get("hypervolume", []), mode="lines+markers"))
     fig.update_layout(
         title=esc(title),
         xaxis_title="trial",
-        yaxis_title=esc(f"hypervolume of feasible {' × '.join(progress['objectives'])}"),
+        yaxis_title=esc(f"hypervolume of feasible {' × '.join(progress.objectives)}"),
         height=380,
     )
     return fig

@@ -7,7 +7,6 @@ figure from the data computed in :mod:`fastvitsearch.report.data` and returns th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -16,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from fastvitsearch.report.data import label  # noqa: E402
+from fastvitsearch.report.data import ProgressInfo, ScatterInfo, label  # noqa: E402
 
 MARKERS = {"ViT-L/14": "s", "FastViT": "^", "FastViTHD": "o", "tiny": "D", "custom": "P"}
 FILLED = {"published", "measured", "counted", "user"}  # hollow markers: predicted / proxy values
@@ -36,8 +35,8 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def objective_scatter(data: dict[str, Any], title: str, path: Path, budget: float | None = None) -> Path:
-    x, y, points, front = data["x"], data["y"], data["points"], data["front"]
+def objective_scatter(data: ScatterInfo, title: str, path: Path, budget: float | None = None) -> Path:
+    x, y, points, front = data
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(8, 5))
         llms = sorted(points["llm"].unique()) if len(points) else []
@@ -136,14 +135,14 @@ def measured_vs_paper(comparison: pd.DataFrame, tau: float | None, title: str, p
         return _save(fig, path)
 
 
-def search_progress(progress: dict[str, Any], title: str, path: Path) -> Path:
-    curve = progress["hypervolume"]
+def search_progress(progress: ProgressInfo, title: str, path: Path) -> Path:
+    curve = progress.hypervolume
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7, 4))
         if len(curve):
             ax.plot(curve["trial"], curve["hypervolume"], marker=".")
         ax.set_xlabel("trial")
-        ax.set_ylabel(f"hypervolume of feasible {' × '.join(progress['objectives'])}")
+        ax.set_ylabel(f"hypervolume of feasible {' × '.join(progress.objectives)}")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         return _save(fig, path)

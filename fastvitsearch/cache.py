@@ -1,7 +1,9 @@
-"""On-disk cache of measurements, so a rerun (or a resumed sweep) does not re-measure.
+"""On-disk cache of expensive results (timings, proxy training runs), so a rerun does not redo them.
 
-Keys are plain dicts (spec hash, resolution, device fingerprint, runtime, threads, dtype...);
-each entry is one small JSON file named by the key's hash, written atomically.
+Keys are plain dicts (spec hash, resolution, device fingerprint, runtime, threads, protocol…);
+each entry is one small JSON file named by the key's hash, written atomically. An unreadable
+entry (a truncated or corrupt file) is treated as missing, with a warning naming the file, so
+the value is recomputed instead of failing the point.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ def default_cache_dir() -> Path:
 
 
 class MeasurementCache:
+    """A folder of JSON entries keyed by dicts (``$FASTVITSEARCH_CACHE`` by default)."""
+
     def __init__(self, directory: Path | str | None = None) -> None:
         self.directory = Path(directory) if directory else default_cache_dir()
 
@@ -32,8 +37,12 @@ class MeasurementCache:
         path = self._path(key)
         if not path.exists():
             return None
-        entry = json.loads(path.read_text())
-        return entry["value"] if entry.get("key") == key else None
+        try:
+            entry = json.loads(path.read_text())
+            return entry["value"] if entry.get("key") == key else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            warnings.warn(f"cache entry {path} is unreadable ({type(err).__name__}); recomputing it", stacklevel=2)
+            return None
 
     def put(self, key: dict[str, Any], value: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

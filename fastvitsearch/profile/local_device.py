@@ -1,0 +1,142 @@
+"""``cpu`` / ``cuda``: latencies measured on this machine with the timing protocol (cached).
+
+LLMs too large to measure (over ``max_measured_llm_params``) are predicted from a prefill model
+calibrated on the LLMs that were measured, labelled ``predicted`` with its held-out error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from fastvitsearch.cache import MeasurementCache
+from fastvitsearch.llm import LLM_PRESETS, LLMSpec, build_llm
+from fastvitsearch.profile.latency_model import LinearLatencyModel, fit_latency
+from fastvitsearch.profile.measure import measure_encoder, measure_prefill, measure_projector, prefill_dtype
+from fastvitsearch.profile.runtimes import check_runtime
+from fastvitsearch.profile.timing import TimingProtocol, device_fingerprint
+from fastvitsearch.record import Sourced
+from fastvitsearch.spec import EncoderSpec, SpecError
+
+
+@dataclass
+class LocalDevice:
+    """Measures on this machine's CPU or GPU; caches every measurement on disk."""
+
+    device: str = "cpu"
+    runtime: str = "eager"
+    threads: int = 1
+    protocol: TimingProtocol = field(default_factory=TimingProtocol)
+    cache: MeasurementCache | None = field(default_factory=MeasurementCache)
+    force: bool = False
+    max_measured_llm_params: float = 2e9
+    calibration_llms: tuple[str, ...] = ("qwen2_0_5b", "qwen2_1_5b")
+    calibration_tokens: tuple[int, ...] = (16, 64, 256)
+    #: "measure": time every prefill length asked for; "calibrated": time the calibration lengths
+    #: per LLM and predict the others from that LLM's t = a + FLOPs/R (with its held-out error)
+    prefill: str = "measure"
+
+    def __post_init__(self) -> None:
+        check_runtime(self.runtime)
+        if self.prefill not in ("measure", "calibrated"):
+            raise SpecError("device.prefill", f"must be 'measure' or 'calibrated', got {self.prefill!r}")
+        if self.threads < 1:
+            raise SpecError("device.threads", f"must be >= 1, got {self.threads}")
+        unknown = sorted(set(self.calibration_llms) - set(LLM_PRESETS))
+        if unknown:
+            raise SpecError("device.calibration_llms", f"unknown LLM {unknown[0]!r}; known: {', '.join(LLM_PRESETS)}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise SpecError("device", "cuda was asked for but torch sees no CUDA device")
+        self.torch_device = torch.device(self.device)
+        self.name = self.device
+        self._llm: tuple[str, torch.nn.Module] | None = None
+        self._prefill_model: LinearLatencyModel | None = None
+        self._per_llm_models: dict[str, LinearLatencyModel] = {}
+
+    def record_fields(self, spec: EncoderSpec, resolution: int) -> dict[str, Any]:
+        return {
+            "device": self.name,
+            "device_fingerprint": device_fingerprint(self.torch_device),
+            "threads": self.threads,
+            "runtime": self.runtime,
+        }
+
+    def encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced:
+        return measure_encoder(
+            spec,
+            resolution,
+            device=self.torch_device,
+            runtime=self.runtime,
+            threads=self.threads,
+            protocol=self.protocol,
+            cache=self.cache,
+            force=self.force,
+        )
+
+    def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Sourced:
+        return measure_projector(
+            feature_width,
+            tokens,
+            llm,
+            device=self.torch_device,
+            threads=self.threads,
+            protocol=self.protocol,
+            cache=self.cache,
+            force=self.force,
+        )
+
+    def _model(self, llm: LLMSpec) -> torch.nn.Module:
+        """One random-weight LLM kept at a time: building a 1.5B model costs seconds and GBs."""
+        if self._llm is None or self._llm[0] != llm.name:
+            self._llm = None
+            self._llm = (llm.name, build_llm(llm, device=self.torch_device, dtype=prefill_dtype(self.torch_device)))
+        return self._llm[1]
+
+    def _measured_prefill(self, llm: LLMSpec, tokens: int) -> Sourced:
+        kwargs = dict(device=self.torch_device, threads=self.threads, cache=self.cache, force=self.force)
+        return measure_prefill(llm, tokens, model_factory=lambda: self._model(llm), **kwargs)
+
+    def prefill_latency(self, llm: LLMSpec, tokens: int) -> Sourced:
+        if llm.params > self.max_measured_llm_params:
+            return self.prefill_model().estimate(llm.prefill_flops(tokens))
+        if self.prefill == "measure" or tokens in self.calibration_tokens:
+            return self._measured_prefill(llm, tokens)
+        if llm.name not in self._per_llm_models:
+            lengths = self.calibration_tokens
+            times = [self._measured_prefill(llm, t).value for t in lengths]
+            self._per_llm_models[llm.name] = fit_latency(
+                f"prefill-fit[{llm.name}]@{self.name}", [llm.prefill_flops(t) for t in lengths], times
+            )
+        return self._per_llm_models[llm.name].estimate(llm.prefill_flops(tokens))
+
+    def prefill_model(self) -> LinearLatencyModel:
+        """``t = a + FLOPs/R`` over every measured (LLM, length); error: leave-one-LLM-out."""
+        if self._prefill_model is None:
+            self._prefill_model = self._calibrate_prefill()
+        return self._prefill_model
+
+    def _calibrate_prefill(self) -> LinearLatencyModel:
+        llms = [LLM_PRESETS[n] for n in self.calibration_llms if LLM_PRESETS[n].params <= self.max_measured_llm_params]
+        if not llms:
+            raise SpecError("device.calibration_llms", "no calibration LLM is small enough to measure")
+        points = [
+            (llm, llm.prefill_flops(t), self._measured_prefill(llm, t).value)
+            for llm in llms
+            for t in self.calibration_tokens
+        ]
+        model = fit_latency(
+            f"prefill-fit[{'+'.join(self.calibration_llms)}]@{self.name}",
+            [p[1] for p in points],
+            [p[2] for p in points],
+        )
+        if len(llms) > 1:  # held-out error across model sizes, the error that matters for 7B
+            errors = []
+            for held in llms:
+                fit = fit_latency(
+                    "held", [p[1] for p in points if p[0] != held], [p[2] for p in points if p[0] != held]
+                )
+                errors += [abs(fit.predict(f) - t) / t for llm, f, t in points if llm == held]
+            model = LinearLatencyModel(**{**model.__dict__, "loo_error": round(sum(errors) / len(errors), 4)})
+        return model

@@ -1,0 +1,68 @@
+"""``paper_m1max``: the FastVLM paper's M1 Max latency components, and fits where it has none.
+
+Core ML encoder on the Neural Engine, MLX FP16 LLM prefill on the GPU, as printed (Table 10
+first; :mod:`fastvitsearch.paper` chooses the rows). A point the paper did not time is
+predicted by a work-based fit on the published points, labelled ``predicted`` with its
+leave-one-out error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastvitsearch import paper
+from fastvitsearch.llm import LLMSpec
+from fastvitsearch.presets import get_spec
+from fastvitsearch.profile.count import count_encoder
+from fastvitsearch.profile.latency_model import LinearLatencyModel, fit_latency
+from fastvitsearch.record import Sourced
+from fastvitsearch.spec import EncoderSpec, SpecError
+
+
+@dataclass
+class PaperM1Max:
+    """Published M1 Max components (Core ML encoder on the ANE, MLX FP16 LLM on the GPU)."""
+
+    name: str = "paper_m1max"
+
+    def record_fields(self, spec: EncoderSpec, resolution: int) -> dict[str, Any]:
+        return {"device": self.name, "device_fingerprint": self.name}
+
+    def encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced:
+        spec.tokens(resolution)
+        preset = paper.paper_encoder(spec)
+        if (hit := paper.encoder_latencies().get((preset, resolution))) is not None:
+            return Sourced(hit[0], "published", hit[1])
+        return self._encoder_fit(preset).estimate(count_encoder(spec, resolution).macs)
+
+    @staticmethod
+    def _encoder_fit(preset: str | None) -> LinearLatencyModel:
+        """Per-family fit when the spec is a published encoder, else over all published points."""
+        published = paper.encoder_latencies()
+        same = [(k, v) for k, v in published.items() if k[0] == preset]
+        points = same if len(same) >= 2 else list(published.items())
+        label = "family" if points is same else "all-encoders"
+        xs = [count_encoder(get_spec(p), r).macs for (p, r), _ in points]
+        return fit_latency(
+            f"m1max-encoder-fit[{label},MACs]",
+            xs,
+            [v for _, (v, _) in points],
+            unit="MACs",
+            through_origin=points is not same,
+        )
+
+    def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Sourced:
+        return Sourced(0.0, "not-timed", "the paper's TTFT is encoder latency + LLM prefill")
+
+    def prefill_latency(self, llm: LLMSpec, tokens: int) -> Sourced:
+        published = paper.prefills()
+        if (hit := published.get((llm.name, tokens))) is not None:
+            return Sourced(hit[0], "published", hit[1])
+        points = [(t, v) for (name, t), (v, _) in published.items() if name == llm.name]
+        if not points:
+            raise SpecError("llm", f"the paper publishes no M1 Max prefill for {llm.name}")
+        model = fit_latency(
+            f"m1max-prefill-fit[{llm.name}]", [llm.prefill_flops(t) for t, _ in points], [v for _, v in points]
+        )
+        return model.estimate(llm.prefill_flops(tokens))
