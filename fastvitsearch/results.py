@@ -104,16 +104,39 @@ def write_meta(directory: Path, meta: dict[str, Any]) -> None:
     (directory / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
 
 
-def load_folder(directory: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The results table and its meta from a sweep folder (no Optuna needed)."""
-    directory = Path(directory)
+class TableError(ValueError):
+    """A results table or meta file that cannot be read; the message names the file and why."""
+
+
+def _read_table(directory: Path) -> pd.DataFrame:
     parquet, csv = directory / "results.parquet", directory / "results.csv"
-    if parquet.exists():
-        table = pd.read_parquet(parquet)
-    elif csv.exists():
-        table = pd.read_csv(csv)
-    else:
-        raise FileNotFoundError(f"path: no results.parquet or results.csv in {directory}")
+    problems = []
+    for path, reader in ((parquet, pd.read_parquet), (csv, pd.read_csv)):
+        if not path.exists():
+            continue
+        try:
+            return reader(path)
+        except Exception as err:  # noqa: BLE001 - pyarrow/pandas raise many kinds: say which file and why
+            problems.append(f"{path}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'unreadable'}")
+    if problems:
+        raise TableError("; ".join(problems))
+    raise FileNotFoundError(f"path: no results.parquet or results.csv in {directory}")
+
+
+def load_folder(directory: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The results table and its meta from a sweep folder (no Optuna needed). The parquet table is
+    read first, the CSV when the parquet is unreadable; a table without the trial columns, or an
+    unreadable ``meta.json``, is a :class:`TableError` naming the file."""
+    directory = Path(directory)
+    table = _read_table(directory)
+    missing = [c for c in ("trial", "state", "point") if c not in table.columns]
+    if missing:
+        raise TableError(f"{directory}: the results table has no {', '.join(missing)} column (not a sweep's table?)")
     meta_path = directory / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    except (OSError, ValueError) as err:
+        raise TableError(f"{meta_path}: unreadable ({err}); rerun the sweep command to rewrite it") from None
+    if not isinstance(meta, dict):
+        raise TableError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     return table, meta

@@ -34,6 +34,19 @@ def encoder_by_name(name: str) -> EncoderSpec:
     return resolve_encoder(name)
 
 
+def _pixels(value: Any, field: str) -> int:
+    """A resolution from config: a whole positive number of pixels (``256.5`` and ``abc`` refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SpecError(field, f"must be a whole number of pixels, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise SpecError(field, f"must be a whole number of pixels, got {value!r}") from None
+    if number != int(number) or number <= 0:
+        raise SpecError(field, f"must be a whole positive number of pixels, got {value!r}")
+    return int(number)
+
+
 def _as_list(value: Any) -> list:
     if value is None:
         return []
@@ -64,20 +77,22 @@ def grid_points(
         resolutions = _as_list(resolution) if resolution is not None else _as_list(per_encoder.get(name))
         if not resolutions:
             raise SpecError(f"grid.resolutions.{name}", "no resolutions for this encoder; set resolution=[…]")
-        points += [Point(name, spec, int(r), m) for r in resolutions for m in (llm_specs or [None])]
+        field = "resolution" if resolution is not None else f"grid.resolutions.{name}"
+        points += [Point(name, spec, _pixels(r, field), m) for r in resolutions for m in (llm_specs or [None])]
     encoder_names = {name for name, _ in encoders}
     for extra in _as_list(grid.get("extra")):
         if llm is not None and extra.get("llm") not in llm_names:
             continue
         if encoder is not None and extra["encoder"] not in encoder_names:
             continue
-        if resolution is not None and int(extra["resolution"]) not in [int(r) for r in _as_list(resolution)]:
+        extra_resolution = _pixels(extra["resolution"], "grid.extra.resolution")
+        if resolution is not None and extra_resolution not in [_pixels(r, "resolution") for r in _as_list(resolution)]:
             continue
         points.append(
             Point(
                 extra["encoder"],
                 encoder_by_name(extra["encoder"]),
-                int(extra["resolution"]),
+                extra_resolution,
                 resolve_llm(extra["llm"]) if extra.get("llm") else None,
             )
         )

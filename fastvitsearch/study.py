@@ -8,9 +8,10 @@ share it.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from fastvitsearch.results import sqlite_url
+from fastvitsearch.spec import SpecError
 
 INTERRUPTED = "interrupted: the process running this trial died before it finished"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -35,11 +37,36 @@ class StorageOptions:
     max_retry: int = 3
 
 
+def _check_url(url: str, directory: Path) -> None:
+    """Refuse storages that would lose results or fail later with a raw traceback."""
+    if url.startswith("journal:"):
+        folder = Path(url.removeprefix("journal:")).parent
+        if not folder.is_dir():
+            raise SpecError("storage", f"the journal file's folder {folder} does not exist")
+        return
+    if "://" not in url:
+        raise SpecError("storage", f"{url!r} is not a storage URL (sqlite:///path.db, postgresql://…, journal:path)")
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if not path or path == ":memory:":
+            raise SpecError("storage", f"{url!r} keeps the study in memory: nothing could be resumed; name a file")
+        db = Path(path)
+        if not db.parent.is_dir():
+            raise SpecError("storage", f"the database folder {db.parent} does not exist")
+        if db.exists() and db.stat().st_size == 0:
+            raise SpecError(
+                "storage",
+                f"{db} is empty (0 bytes), not a study; nothing was changed (results.csv beside it is kept). "
+                "Move it away to start a new study there, or restore it",
+            )
+
+
 def make_storage(options: StorageOptions, directory: Path) -> optuna.storages.BaseStorage | str:
     """The study's storage. Workers get heartbeats, so a killed worker's trial is failed after
     ``grace_s`` and re-enqueued (Optuna's RetryHeartbeatStaleTrialCallback); ``journal:<file>``
     selects Optuna's JournalStorage for shared file systems."""
     url = options.url or sqlite_url(directory)
+    _check_url(url, directory)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
@@ -64,14 +91,62 @@ def open_study(
     objectives: dict[str, str],
     sampler: optuna.samplers.BaseSampler | None = None,
 ) -> optuna.Study:
-    """Create or load the study; objective names are set so dashboards and reports label them."""
-    study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, directions=list(objectives.values()), load_if_exists=True
-    )
+    """Create or load the study; objective names are set so dashboards and reports label them.
+    A storage that cannot be opened (a corrupt file, a missing driver, a bad URL) is a
+    :class:`SpecError` naming ``storage``; nothing is written before it opens."""
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, directions=list(objectives.values()), load_if_exists=True
+        )
+    except ImportError as err:  # Optuna's "Failed to import DB access module" for a missing driver
+        raise SpecError(
+            "storage", f"no database driver for this URL ({err}); pip install -e '.[postgres]' adds PostgreSQL's"
+        ) from None
+    except ValueError as err:  # directions differ from the stored study's
+        raise SpecError("objectives", f"study {name!r}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - sqlalchemy's errors: corrupt file, bad URL, no server
+        if not type(err).__module__.startswith("sqlalchemy"):
+            raise
+        first = str(err).splitlines()[0]
+        raise SpecError("storage", f"cannot open the study's storage ({type(err).__name__}: {first})") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(objectives))
     return study
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def check_fingerprint(study: optuna.Study, fingerprint: dict[str, Any]) -> None:
+    """Store what defines the study's results on its first run; refuse a rerun that differs,
+    saying what differs and how to start a new study (a grid may grow: it is not part of it)."""
+    stored = study.user_attrs.get("fingerprint")
+    if stored is None:
+        if studies_are_empty(study):
+            study.set_user_attr("fingerprint", fingerprint)
+        return
+    old, new = _flatten(stored), _flatten(json.loads(json.dumps(fingerprint)))
+    differs = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if differs:
+        changes = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differs[:4])
+        raise SpecError(
+            "study_name",
+            f"study {study.study_name!r} holds results of another setting ({changes}"
+            + (f"; +{len(differs) - 4} more" if len(differs) > 4 else "")
+            + "). Start a new study with study_name=<new name>, or run with the study's own settings",
+        )
+
+
+def studies_are_empty(study: optuna.Study) -> bool:
+    """No trial has finished yet (an older study without a fingerprint gets none written)."""
+    return not trials(study, FINISHED)
 
 
 def trials(study: optuna.Study, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
@@ -79,8 +154,17 @@ def trials(study: optuna.Study, states: Iterable[TrialState] | None = None) -> l
 
 
 def fixed_params(trial: FrozenTrial) -> dict[str, Any]:
-    """The params a queued trial was enqueued with (before any suggest)."""
-    return trial.params or trial.system_attrs.get("fixed_params", {})
+    """The params a trial was enqueued with, and those it suggested."""
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+
+
+def queued_params(trial: optuna.Trial) -> dict[str, Any]:
+    """The params a running trial was enqueued with (a grid point's key among them)."""
+    return study_storage(trial.study).get_trial_system_attrs(trial._trial_id).get("fixed_params", {})
+
+
+def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
+    return study._storage
 
 
 def is_interrupted(trial: FrozenTrial) -> bool:
@@ -121,14 +205,16 @@ def queued_or_done_points(study: optuna.Study) -> set[str]:
     return {fixed_params(t).get("point") for t in trials(study, states) if not is_interrupted(t)}
 
 
-def enqueue_points(study: optuna.Study, keys: Iterable[str]) -> int:
+def enqueue_points(study: optuna.Study, points: dict[str, dict[str, Any]]) -> int:
     """Queue every point not yet in the study (any state): run once, before workers start, so
-    that workers only pop queued points and no point is ever run twice."""
+    that workers only pop queued points and no point is ever run twice. ``points`` maps a point's
+    key to its params (encoder, resolution, LLM): separate params, so a grid can grow or shrink
+    between runs of one study."""
     present = queued_or_done_points(study)
     added = 0
-    for key in keys:
+    for key, params in points.items():
         if key not in present:
-            study.enqueue_trial({"point": key}, user_attrs={"point": key}, skip_if_exists=False)
+            study.enqueue_trial({"point": key, **params}, user_attrs={"point": key}, skip_if_exists=False)
             added += 1
     return added
 
@@ -138,11 +224,18 @@ def _beats(storage: optuna.storages.BaseStorage) -> bool:
     return hasattr(storage, "record_heartbeat") and storage.get_heartbeat_interval() is not None
 
 
-def claim_queued(study: optuna.Study) -> optuna.Trial | None:
+def queued(study: optuna.Study, points: Container[str] | None = None) -> list[FrozenTrial]:
+    """Queued (WAITING) trials, only those of ``points`` when given (a narrowed grid leaves the
+    others queued for the run that asks for them)."""
+    waiting = trials(study, (TrialState.WAITING,))
+    return waiting if points is None else [t for t in waiting if fixed_params(t).get("point") in points]
+
+
+def claim_queued(study: optuna.Study, points: Container[str] | None = None) -> optuna.Trial | None:
     """Pop one queued (WAITING) trial atomically, as ``Study.ask`` does, but never sample a new
     one: with several workers a sampled grid point could duplicate a queued one."""
     storage = study._storage
-    for frozen in trials(study, (TrialState.WAITING,)):
+    for frozen in queued(study, points):
         try:
             if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
                 if _beats(storage):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,20 +69,31 @@ class GridStrategy:
         return optuna.samplers.RandomSampler(seed=seed)  # never samples: every point is queued
 
     def prepare(self, study: optuna.Study) -> int:
-        return studies.enqueue_points(study, self.points)
+        params = {key: {"resolution": p.resolution} for key, p in self.points.items()}
+        return studies.enqueue_points(study, params)
 
     def planned(self, study: optuna.Study) -> int:
-        waiting = len(studies.trials(study, (TrialState.WAITING,)))
+        waiting = len(studies.queued(study, self.points))
         return waiting + len(set(self.points) - studies.queued_or_done_points(study))
 
     def next_trial(self, study: optuna.Study, ran: int, planned: int, shared: bool) -> optuna.Trial | None:
-        return studies.claim_queued(study)
+        return studies.claim_queued(study, self.points)
 
     def exhausted(self, study: optuna.Study) -> bool:
         return False  # a grid is done when nothing is queued and nothing runs
 
     def point(self, trial: optuna.Trial) -> Point:
-        return self.points[trial.suggest_categorical("point", list(self.points))]
+        """The queued point (by its key: a grid may have changed since it was queued). Resolution is
+        an Optuna param (one int distribution for every grid), encoder and LLM user attrs, so
+        dashboards can filter by them."""
+        key = studies.queued_params(trial).get("point")
+        if key not in self.points:
+            raise SpecError("grid", f"queued point {key!r} is not in this run's grid (it was queued by another run)")
+        point = self.points[key]
+        trial.suggest_int("resolution", 1, 1 << 16)
+        trial.set_user_attr("encoder", point.label)
+        trial.set_user_attr("llm", point.llm.name if point.llm else None)
+        return point
 
 
 @dataclass
@@ -130,13 +143,43 @@ SEARCH_NAMES = ("grid", "nsga2", "tpe", "random")
 
 
 # --- the set-up, validated once -----------------------------------------------------------------
+#: record columns that hold numbers a study can optimize
+NUMERIC_COLUMNS = (
+    "visual_tokens",
+    "output_stride",
+    "feature_width",
+    "params",
+    "params_reparameterized",
+    "macs",
+    "macs_conv",
+    "macs_linear",
+    "macs_attention",
+    "encoder_ms",
+    "projector_ms",
+    "prefill_ms",
+    "ttft_ms",
+    "accuracy",
+)
+
+
 def objectives_of(cfg: DictConfig) -> dict[str, str]:
     """``{record column: direction}`` from ``objectives.minimize`` / ``objectives.maximize`` lists."""
     unknown = sorted(set(cfg.objectives) - {"minimize", "maximize"})
     if unknown:
         raise SpecError(f"objectives.{unknown[0]}", "objectives take two lists: minimize and maximize")
-    objectives = {name: "minimize" for name in cfg.objectives.get("minimize") or []}
-    objectives.update({name: "maximize" for name in cfg.objectives.get("maximize") or []})
+    objectives: dict[str, str] = {}
+    for direction in ("minimize", "maximize"):
+        names = cfg.objectives.get(direction) or []
+        if not OmegaConf.is_list(names) and not isinstance(names, list):
+            raise SpecError(f"objectives.{direction}", f"must be a list of columns, e.g. [{names}]; got {names!r}")
+        for name in names:
+            if name not in NUMERIC_COLUMNS:
+                raise SpecError(
+                    f"objectives.{direction}", f"{name!r} is not a numeric record column; one of {NUMERIC_COLUMNS}"
+                )
+            if name in objectives:
+                raise SpecError(f"objectives.{direction}", f"{name!r} is also in objectives.{objectives[name]}")
+            objectives[name] = direction
     if not objectives:
         raise SpecError("objectives", "name at least one field to minimize or maximize")
     return objectives
@@ -146,6 +189,21 @@ def _selected(cfg: DictConfig, group: str) -> dict[str, Any] | None:
     """The config of a group chosen on the command line (``llm=qwen2_7b``), or None."""
     value = cfg.get(group)
     return OmegaConf.to_container(value, resolve=True) if value is not None else None
+
+
+def study_fingerprint(cfg: DictConfig, objectives: dict[str, str]) -> dict[str, Any]:
+    """What defines a study's results: where and how it is timed, how it is scored, what it optimizes.
+    The grid (it may grow) and bookkeeping options (``force``, ``cache_dir``) are not part of it."""
+    device = {
+        k: v for k, v in OmegaConf.to_container(cfg.device, resolve=True).items() if k not in ("force", "cache_dir")
+    }
+    return {
+        "device": device,
+        "accuracy": OmegaConf.to_container(cfg.accuracy, resolve=True),
+        "objectives": objectives,
+        "text_tokens": int(cfg.text_tokens),
+        "search": cfg.search.name,
+    }
 
 
 def _command(cfg: DictConfig) -> str:
@@ -184,11 +242,14 @@ class SweepSetup:
     max_failure_rate: float
     min_trials_before_abort: int
     quiet: bool
+    fingerprint: dict[str, Any]
     meta: dict[str, Any]
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> SweepSetup:
         objectives = objectives_of(cfg)
+        if not cfg.study_name or any(c in str(cfg.study_name) for c in "/\\") or str(cfg.study_name).startswith("."):
+            raise SpecError("study_name", f"{cfg.study_name!r} must be a plain name (no '/', '\\', leading '.')")
         search = cfg.search
         if search.name not in SEARCH_NAMES:
             raise SpecError("search.name", f"unknown search {search.name!r}; one of {', '.join(SEARCH_NAMES)}")
@@ -203,6 +264,8 @@ class SweepSetup:
         else:
             if cfg.get("space") is None:
                 raise SpecError("space", f"search={search.name} needs a search space (space=hybrid)")
+            if int(search.n_trials) < 1:
+                raise SpecError("search.n_trials", f"must be >= 1, got {search.n_trials}")
             options = OmegaConf.to_container(search, resolve=True)
             strategy = SamplerStrategy(
                 search.name, OmegaConf.to_container(cfg.space, resolve=True), int(search.n_trials), options
@@ -235,6 +298,7 @@ class SweepSetup:
             max_failure_rate=float(cfg.max_failure_rate),
             min_trials_before_abort=int(cfg.min_trials_before_abort),
             quiet=bool(cfg.quiet),
+            fingerprint=study_fingerprint(cfg, objectives),
             meta={
                 "experiment": cfg.name,
                 "study": cfg.study_name,
@@ -246,8 +310,11 @@ class SweepSetup:
         )
 
     def open(self) -> optuna.Study:
+        """Open (or create) the study, refusing one whose results were defined by another config."""
         storage = studies.make_storage(self.storage, self.directory)
-        return studies.open_study(self.study_name, storage, self.objectives, self.strategy.sampler(self.seed))
+        study = studies.open_study(self.study_name, storage, self.objectives, self.strategy.sampler(self.seed))
+        studies.check_fingerprint(study, self.fingerprint)
+        return study
 
     def say(self, line: str) -> None:
         if not self.quiet:
@@ -256,14 +323,21 @@ class SweepSetup:
 
 # --- running ---------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """One local sweep per study folder; holding the lock proves RUNNING trials are stale."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".sweep.lock", "a") as handle:
+def _exclusive(setup: SweepSetup) -> Iterator[None]:
+    """One local sweep per study (its folder's SQLite, or one study name in a shared storage URL on
+    this machine); holding the lock proves RUNNING trials are stale. Sweeps on several machines
+    share a study as workers (``worker=true``)."""
+    setup.directory.mkdir(parents=True, exist_ok=True)
+    if setup.storage.url:
+        digest = hashlib.sha256(f"{setup.storage.url}#{setup.study_name}".encode()).hexdigest()[:16]
+        path, what = Path(tempfile.gettempdir()) / f"fastvitsearch-study-{digest}.lock", f"study {setup.study_name!r}"
+    else:
+        path, what = setup.directory / ".sweep.lock", str(setup.directory)
+    with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SpecError("output_dir", f"another sweep is running on {directory} (its lock is held)") from None
+            raise SpecError("output_dir", f"another sweep is running on {what} (its lock is held)") from None
         yield
 
 
@@ -273,6 +347,8 @@ def _summary(record: TrialRecord, objectives: dict[str, str]) -> str:
         value = getattr(record, name, None)
         number = value.value if hasattr(value, "value") else value
         source = value.kind if hasattr(value, "kind") else "counted"
+        if "extrapolated" in getattr(value, "label", ""):
+            source += ", extrapolated"
         parts.append(f"{name}={number:.4g} ({source})" if isinstance(number, float | int) else f"{name}=n/a")
     return "  ".join(parts)
 
@@ -349,7 +425,7 @@ def run(setup: SweepSetup) -> SweepOutcome:
         for line in source.diagnostics():
             setup.say(f"accuracy source {source.name}: {line}")
     # a local sweep owns its folder (so RUNNING trials there are stale); workers share a study
-    with contextlib.nullcontext() if setup.worker else _exclusive(setup.directory):
+    with contextlib.nullcontext() if setup.worker else _exclusive(setup):
         study, recovered = prepare(setup)
         planned = setup.strategy.planned(study)
         setup.say(
@@ -378,7 +454,7 @@ def run(setup: SweepSetup) -> SweepOutcome:
                     trial.set_user_attr("error", message)
                     failed += 1
                     line = f"{trial.user_attrs.get('point', f'trial {trial.number}')}: FAIL {message}"
-                study.tell(trial, values, state=state, skip_if_finished=setup.worker)
+                study.tell(trial, values, state=state, skip_if_finished=True)
             ran += 1
             if not setup.worker:  # workers leave the table to the launcher (a shared file is a race)
                 write_tables(study, setup.directory)
@@ -414,6 +490,14 @@ def finish(outcome: SweepOutcome, cfg: DictConfig) -> None:
     objectives = objectives_of(cfg)
     print(f"\nPareto front ({', '.join(f'{k}: {v}' for k, v in objectives.items())}):")
     print(front_table(outcome, objectives))
+    failed = [t for t in studies.trials(outcome.study, (TrialState.FAIL,)) if not studies.is_interrupted(t)]
+    retried = {t.user_attrs.get("retry_of") for t in studies.trials(outcome.study)}
+    left = [t for t in failed if t.number not in retried]
+    if left:
+        print(
+            f"\n{len(left)} point(s) failed and were not retried (e.g. {left[0].user_attrs.get('point')}: "
+            f"{left[0].user_attrs.get('error')}); fix the cause and rerun with retry_failed=true"
+        )
     pruned = studies.trials(outcome.study, (TrialState.PRUNED,))
     if pruned:
         print(
@@ -441,6 +525,10 @@ def main(cfg: DictConfig) -> None:
         outcome = run_sweep(cfg)
     except (SpecError, RuntimeMismatch, SweepAborted) as err:
         sys.exit(f"error: {err}")
+    except OSError as err:  # a folder that cannot be written, a full disk: nothing recorded is lost
+        sys.exit(f"error: output_dir: {err}")
+    if outcome.ran and outcome.failed == outcome.ran:
+        sys.exit(f"error: all {outcome.ran} trial(s) failed; their errors are in {outcome.directory}/results.csv")
     if cfg.worker:  # the launcher writes the table, the front and the report once all workers end
         print(f"worker {cfg.worker_id}: ran {outcome.ran} trial(s), {outcome.failed} failed")
         return

@@ -47,8 +47,8 @@ def worker_command(overrides: list[str], worker_id: int) -> list[str]:
 
 def launch(cfg: DictConfig, overrides: list[str]) -> int:
     """Prepare, run ``cfg.n`` workers, then write the table. Returns the number of failed workers."""
-    if int(cfg.n) < 0:
-        raise SpecError("n", f"the number of workers must be >= 0, got {cfg.n}")
+    if isinstance(cfg.n, bool) or not isinstance(cfg.n, int) or cfg.n < 0:
+        raise SpecError("n", f"the number of workers must be a whole number >= 0, got {cfg.n!r}")
     study = prepare(cfg)
     processes = [subprocess.Popen(worker_command(overrides, i)) for i in range(int(cfg.n))]
     failed = sum(p.wait() != 0 for p in processes)

@@ -105,7 +105,10 @@ def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path, monkeyp
         if not failed_behind_its_back:
             (trial,) = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"point": point.key})
+            # as Optuna's RetryHeartbeatStaleTrialCallback does: the retry keeps the trial's params and
+            # system attrs (a grid point's key is in its enqueued fixed params)
+            params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+            study.enqueue_trial(params, user_attrs={"point": point.key})
             failed_behind_its_back.append(point.key)
         return real_evaluate(point, *args, **kwargs)
 

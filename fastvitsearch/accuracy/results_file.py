@@ -62,11 +62,29 @@ def _lmms_eval_rows(payload: dict) -> list[dict]:
 
 
 def read_rows(path: Path) -> list[tuple[int, dict]]:
-    """(line number, row) pairs; JSON rows are numbered by position (1-based)."""
+    """(line number, row) pairs; JSON rows are numbered by position (1-based). A file that is not
+    text, not a CSV with the required header or not JSON is a :class:`SpecError` saying why."""
+    field = "accuracy.results_file.path"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(field, f"{path} is not a text file (CSV or JSON expected)") from None
+    if not text.strip():
+        raise SpecError(field, f"{path} is empty: 0 rows")
     if path.suffix.lower() == ".csv":
-        with path.open(newline="") as handle:
-            return [(i + 2, row) for i, row in enumerate(csv.DictReader(handle))]  # line 1 is the header
-    payload = json.loads(path.read_text())
+        reader = csv.DictReader(text.splitlines())
+        header = reader.fieldnames or []
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            hint = " (it looks ';'-separated: use ',')" if ";" in (header[0] if header else "") else ""
+            raise SpecError(
+                field, f"{path}: the header {header!r} lacks {', '.join(missing)}{hint}; need {', '.join(REQUIRED)}"
+            )
+        return [(i + 2, row) for i, row in enumerate(reader)]  # line 1 is the header
+    try:
+        payload = json.loads(text)
+    except ValueError as err:
+        raise SpecError(field, f"{path} is not valid JSON ({err})") from None
     if isinstance(payload, dict) and "results" in payload and isinstance(payload["results"], dict):
         return list(enumerate(_lmms_eval_rows(payload), start=1))
     if isinstance(payload, dict):
@@ -87,6 +105,9 @@ class ResultsFileAccuracy:
         self._values: dict[tuple[str, int, str, str], tuple[float, str]] = {}
         metrics = paper_metrics()
         for line, row in read_rows(self.path):
+            if not isinstance(row, dict):
+                self.report.errors.append(f"{self.path}:{line}: expected an object with {', '.join(REQUIRED)}")
+                continue
             missing = [c for c in REQUIRED if row.get(c) in (None, "")]
             if missing:
                 self.report.errors.append(f"{self.path}:{line}: missing {', '.join(missing)}")
@@ -96,6 +117,8 @@ class ResultsFileAccuracy:
                 value = float(row["value"])
                 if not math.isfinite(value):
                     raise ValueError("value is not finite")
+                if not 0 <= value <= 100:
+                    raise ValueError(f"value {value} is not an accuracy in percent (0-100)")
             except (TypeError, ValueError) as err:
                 self.report.errors.append(f"{self.path}:{line}: {err}")
                 continue
@@ -112,7 +135,14 @@ class ResultsFileAccuracy:
                     "reports (kept, but no published value will sit beside it)"
                 )
             source = row.get("source") or self.path.name
-            self._values[(encoder_hash, resolution, row["llm"], row["metric"])] = (value, str(source))
+            key = (encoder_hash, resolution, row["llm"], row["metric"])
+            if key in self._values:
+                self.report.errors.append(
+                    f"{self.path}:{line}: duplicate of an earlier row for {row['encoder']}@{resolution}+{row['llm']} "
+                    f"{row['metric']} (the first is kept)"
+                )
+                continue
+            self._values[key] = (value, str(source))
             self.report.rows += 1
 
     def diagnostics(self) -> list[str]:

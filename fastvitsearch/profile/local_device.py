@@ -6,6 +6,7 @@ calibrated on the LLMs that were measured, labelled ``predicted`` with its held-
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +43,13 @@ class LocalDevice:
         check_runtime(self.runtime)
         if self.prefill not in ("measure", "calibrated"):
             raise SpecError("device.prefill", f"must be 'measure' or 'calibrated', got {self.prefill!r}")
-        if self.threads < 1:
-            raise SpecError("device.threads", f"must be >= 1, got {self.threads}")
+        cores = os.cpu_count() or 1
+        if not 1 <= self.threads <= cores:
+            raise SpecError(
+                "device.threads",
+                f"must be 1..{cores} (this machine's cores), got {self.threads}: more threads "
+                "than cores makes every timing wait on descheduled threads",
+            )
         unknown = sorted(set(self.calibration_llms) - set(LLM_PRESETS))
         if unknown:
             raise SpecError("device.calibration_llms", f"unknown LLM {unknown[0]!r}; known: {', '.join(LLM_PRESETS)}")

@@ -42,6 +42,8 @@ def ttft(spec: EncoderSpec, resolution: int, llm: LLMSpec, device: Device, text_
     timed = [p for p in parts if p.kind != "not-timed"]
     total = round(sum(p.value for p in parts), 3)
     label = f"sum of parts ({' + '.join(sorted({p.kind for p in timed}))})"
+    if any((p.detail or {}).get("extrapolated") for p in parts):
+        label += ", extrapolated"  # a part predicted outside its model's fitted range
     return TTFTParts(
         encoder,
         projector,

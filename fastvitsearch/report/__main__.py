@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from fastvitsearch.report.build import build_report
+from fastvitsearch.results import TableError
 
 
 def main() -> None:
@@ -15,8 +16,10 @@ def main() -> None:
     args = parser.parse_args()
     try:
         report = build_report(args.sweep_dir, args.out)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, TableError) as err:
         sys.exit(f"error: {err}")
+    except OSError as err:  # e.g. a report folder that cannot be written
+        sys.exit(f"error: --out: {err}")
     print(f"report: {report.html}")
     for path in report.pngs:
         print(f"figure: {path}")

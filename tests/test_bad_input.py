@@ -1,0 +1,230 @@
+"""Results you can trust: bad input gets one clear error naming the key, and never loses results.
+
+Each case from the issue's list of bad inputs and faults, in-process where it can be (fast); the
+CLI cases check the one-line message and that the results table survives.
+"""
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from fastvitsearch import results
+from fastvitsearch.accuracy.results_file import ResultsFileAccuracy
+from fastvitsearch.cache import MeasurementCache
+from fastvitsearch.config import CONF_DIR
+from fastvitsearch.llm import LLM_PRESETS
+from fastvitsearch.presets import get_spec
+from fastvitsearch.results import TableError, load_folder
+from fastvitsearch.spec import SpecError
+from fastvitsearch.sweep import run_sweep
+
+
+def _cfg(tmp_path, *overrides, name="config"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            config_name=name,
+            overrides=[
+                f"output_dir={tmp_path / 'study'}",
+                "quiet=true",
+                f"device.cache_dir={tmp_path / 'cache'}",
+                *overrides,
+            ],
+        )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["objectives.minimize=ttft_ms"], r"^objectives.minimize: must be a list of columns, e.g. \[ttft_ms\]"),
+        (["objectives.maximize=[no_such_column]"], r"^objectives.maximize: 'no_such_column' is not a numeric"),
+        (
+            ["objectives.minimize=[ttft_ms]", "objectives.maximize=[ttft_ms]"],
+            r"^objectives.maximize: 'ttft_ms' is also in objectives.minimize",
+        ),
+        (["device.threads=999"], r"^device.threads: must be 1\.\.\d+ \(this machine's cores\), got 999"),
+        (["resolution=256.5"], r"^resolution: must be a whole positive number of pixels, got 256.5"),
+        (["resolution=abc"], r"^resolution: must be a whole number of pixels, got 'abc'"),
+        (["search=random", "+space=hybrid", "search.n_trials=-5"], r"^search.n_trials: must be >= 1, got -5"),
+        (["search=random"], r"^space: search=random needs a search space"),
+        (["study_name=../../../x"], r"^study_name: '../../../x' must be a plain name"),
+        (["storage=sqlite://"], r"^storage: 'sqlite://' keeps the study in memory"),
+        (["storage=not-a-url"], r"^storage: 'not-a-url' is not a storage URL"),
+        (["storage=sqlite:////no/such/folder/x.db"], r"^storage: the database folder /no/such/folder does not exist"),
+    ],
+)
+def test_bad_sweep_settings_name_their_key(tmp_path, overrides, message):
+    with pytest.raises(SpecError, match=message):
+        run_sweep(_cfg(tmp_path, "+experiment=smoke", *overrides))
+    assert not (tmp_path / "study" / "study.db").exists()  # refused before anything was written
+
+
+def test_hydra_refuses_wrong_types_naming_the_key(tmp_path):
+    for override, key in (("device.threads=abc", "device.threads"), ("search.n_trials=abc", "search.n_trials")):
+        with pytest.raises(ConfigCompositionException) as err:
+            _cfg(tmp_path, "+experiment=arch_search", override)
+        assert key in str(err.value.__cause__ or err.value)
+
+
+def test_a_missing_postgres_driver_says_which_extra_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # as if psycopg2 were not installed
+    with pytest.raises(SpecError, match=r"^storage: .*pip install -e '.\[postgres\]'"):
+        run_sweep(_cfg(tmp_path, "+experiment=smoke", "storage=postgresql://u:p@127.0.0.1:1/x"))
+
+
+def test_a_zero_byte_or_corrupt_study_is_refused_and_the_table_kept(tmp_path):
+    run_sweep(_cfg(tmp_path, "+experiment=smoke"))
+    folder = tmp_path / "study"
+    table = (folder / "results.csv").read_text()
+    (folder / "study.db").write_bytes(b"")
+    with pytest.raises(SpecError, match=r"^storage: .*study.db is empty \(0 bytes\), not a study"):
+        run_sweep(_cfg(tmp_path, "+experiment=smoke"))
+    (folder / "study.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(SpecError, match=r"^storage: cannot open the study's storage \(DatabaseError"):
+        run_sweep(_cfg(tmp_path, "+experiment=smoke"))
+    assert (folder / "results.csv").read_text() == table
+
+
+def test_a_changed_setting_is_refused_but_a_grown_grid_and_retries_work(tmp_path):
+    first = run_sweep(_cfg(tmp_path, "+experiment=smoke", "resolution=[64]"))
+    assert first.ran == 3
+    with pytest.raises(
+        SpecError, match=r"^study_name: study 'smoke' holds results of another setting \(text_tokens: 0 -> 8"
+    ):
+        run_sweep(_cfg(tmp_path, "+experiment=smoke", "text_tokens=8"))
+    meta = json.loads((tmp_path / "study" / "meta.json").read_text())
+    assert meta["config"]["text_tokens"] == 0  # the refused run rewrote nothing
+    grown = run_sweep(_cfg(tmp_path, "+experiment=smoke", "resolution=[64,128]"))  # the grid may grow
+    assert grown.ran == 3
+    narrowed = run_sweep(_cfg(tmp_path, "+experiment=smoke", "resolution=[128]"))
+    assert narrowed.ran == 0
+    table = results.load(tmp_path / "study")
+    assert sorted(table["resolution"]) == [64, 64, 64, 128, 128, 128] and set(table["state"]) == {"COMPLETE"}
+
+
+def test_failed_points_are_retried_after_a_grid_change(tmp_path):
+    bad = run_sweep(_cfg(tmp_path, "+experiment=smoke", "resolution=[100]", "max_failure_rate=1.0"))
+    assert bad.failed == 3
+    again = run_sweep(
+        _cfg(tmp_path, "+experiment=smoke", "resolution=[100,128]", "retry_failed=true", "max_failure_rate=1.0")
+    )
+    table = results.load(tmp_path / "study")
+    retries = table[table["retry_of"].notna()]
+    assert len(retries) == 3 and again.ran == 6  # 3 retried (fail again), 3 new points
+    assert set(table[table["resolution"] == 128]["state"]) == {"COMPLETE"}
+
+
+def test_an_unreadable_cache_entry_is_measured_again(tmp_path):
+    cache = MeasurementCache(tmp_path)
+    key = {"kind": "encoder", "x": 1}
+    cache.put(key, {"median_ms": 1.0})
+    next(tmp_path.glob("encoder-*.json")).write_text("{ truncated")
+    with pytest.warns(
+        UserWarning, match=r"cache entry .*encoder-.*\.json is unreadable \(JSONDecodeError\); recomputing"
+    ):
+        assert cache.get(key) is None
+
+
+def test_report_tables_that_cannot_be_read_are_named(tmp_path):
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match="no results.parquet or results.csv"):
+        load_folder(folder)
+    (folder / "results.csv").write_text("")
+    with pytest.raises(TableError, match=r"results.csv: EmptyDataError"):
+        load_folder(folder)
+    (folder / "results.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(TableError, match=r"the results table has no trial, state, point column"):
+        load_folder(folder)
+    (folder / "results.csv").write_text("trial,state,point\n0,COMPLETE,x\n")
+    (folder / "results.parquet").write_bytes(b"PAR1 broken")
+    (folder / "meta.json").write_text("{not json")
+    with pytest.raises(TableError, match=r"meta.json: unreadable"):
+        load_folder(folder)  # the broken parquet falls back to the CSV; the meta is refused
+    out = subprocess.run(
+        [sys.executable, "-m", "fastvitsearch.report", str(folder)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode != 0 and out.stderr.strip().startswith("error: ") and "Traceback" not in out.stderr
+
+
+def test_results_file_refuses_impossible_values_and_explains_empty_files(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text(
+        "encoder,resolution,llm,metric,value\n"
+        "fastvithd,1024,qwen2_0_5b,TextVQA,61.5\n"
+        "fastvithd,1024,qwen2_0_5b,TextVQA,62.0\n"
+        "fastvit,768,qwen2_0_5b,TextVQA,120\n"
+    )
+    source = ResultsFileAccuracy(str(path))
+    assert source.report.rows == 1
+    assert f"{path}:4: value 120.0 is not an accuracy in percent (0-100)" in source.report.errors
+    assert any(e.startswith(f"{path}:3: duplicate of an earlier row") for e in source.report.errors)
+    assert source.lookup(get_spec("fastvithd"), 1024, LLM_PRESETS["qwen2_0_5b"], "TextVQA").value == 61.5
+    cases = {
+        "empty.csv": ("", r"is empty: 0 rows"),
+        "noheader.csv": ("fastvithd,1024,qwen2_0_5b,TextVQA,61.5\n", r"the header .* lacks encoder"),
+        "semi.csv": ("encoder;resolution;llm;metric;value\n", r"it looks ';'-separated"),
+        "rows.json": ("[1, 2]", None),
+        "bad.json": ("{oops", r"is not valid JSON"),
+    }
+    for name, (text, message) in cases.items():
+        target = tmp_path / name
+        target.write_text(text)
+        if message is None:
+            report = ResultsFileAccuracy(str(target)).report
+            assert report.errors[0] == f"{target}:1: expected an object with encoder, resolution, llm, metric, value"
+        else:
+            with pytest.raises(SpecError, match=r"^accuracy.results_file.path: .*" + message):
+                ResultsFileAccuracy(str(target))
+    binary = tmp_path / "data.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SpecError, match=r"is not a text file"):
+        ResultsFileAccuracy(str(binary))
+
+
+def _sweep_cli(tmp_path, *overrides):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastvitsearch.sweep",
+            "+experiment=smoke",
+            f"output_dir={tmp_path / 'study'}",
+            f"device.cache_dir={tmp_path / 'cache'}",
+            "quiet=true",
+            "report=false",
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_errors_are_one_line_and_a_sweep_where_everything_failed_exits_non_zero(tmp_path):
+    out = _sweep_cli(tmp_path, "device.threads=999")
+    assert out.returncode != 0 and out.stderr.strip().startswith("error: device.threads:")
+    assert len(out.stderr.strip().splitlines()) == 1
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    unwritable = _sweep_cli(tmp_path, f"output_dir={blocked / 'study'}")  # a folder that cannot be made
+    assert unwritable.returncode != 0 and unwritable.stderr.strip().startswith("error: output_dir:")
+    assert "Traceback" not in unwritable.stderr
+    failed = _sweep_cli(tmp_path, "resolution=[100]", "max_failure_rate=1.0")
+    assert failed.returncode != 0 and "error: all 3 trial(s) failed" in failed.stderr
+    assert (tmp_path / "study" / "results.csv").exists()
+    with sqlite3.connect(tmp_path / "study" / "study.db") as db:
+        assert db.execute("select count(*) from trials").fetchone()[0] == 3
+
+
+def test_workers_refuse_a_negative_or_non_numeric_count(tmp_path):
+    from fastvitsearch.workers import launch
+
+    for n in (-1, "abc"):
+        cfg = _cfg(tmp_path, "+experiment=smoke", f"n={n}", name="workers")
+        with pytest.raises(SpecError, match=r"^n: the number of workers must be a whole number >= 0"):
+            launch(cfg, [])
