@@ -130,6 +130,8 @@ class TrialRecord:
     device_fingerprint: str | None = None
     threads: int | None = None
     runtime: str | None = None
+    runtime_version: str | None = None
+    precision: str | None = None
     text_tokens: int = 0
     encoder_ms: Sourced | None = None
     projector_ms: Sourced | None = None

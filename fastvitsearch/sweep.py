@@ -512,8 +512,9 @@ def finish(outcome: SweepOutcome, cfg: DictConfig) -> None:
     if cfg.report:
         from fastvitsearch.report.build import build_report
 
-        report = build_report(outcome.directory, cfg.report_dir)
-        print(f"report: {report.html} (+ {len(report.pngs)} PNG figures)")
+        report = build_report(outcome.directory, cfg.report_dir, only_if_changed=True)
+        state = "" if report.rebuilt else " (unchanged: the results are the same as when it was built)"
+        print(f"report: {report.html} (+ {len(report.pngs)} PNG figures){state}")
 
 
 register_configs()

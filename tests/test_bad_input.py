@@ -21,7 +21,7 @@ from fastvitsearch.llm import LLM_PRESETS
 from fastvitsearch.presets import get_spec
 from fastvitsearch.results import TableError, load_folder
 from fastvitsearch.spec import SpecError
-from fastvitsearch.sweep import run_sweep
+from fastvitsearch.sweep import SweepSetup, run_sweep
 
 
 def _cfg(tmp_path, *overrides, name="config"):
@@ -228,3 +228,15 @@ def test_workers_refuse_a_negative_or_non_numeric_count(tmp_path):
         cfg = _cfg(tmp_path, "+experiment=smoke", f"n={n}", name="workers")
         with pytest.raises(SpecError, match=r"^n: the number of workers must be a whole number >= 0"):
             launch(cfg, [])
+
+
+def test_two_sweeps_on_one_storage_url_do_not_both_run(tmp_path):
+    """Different output folders, one shared storage URL and study: the second is refused while the
+    first runs (it would fail the first one's running trials as interrupted)."""
+    from fastvitsearch.sweep import _exclusive
+
+    storage = f"storage=sqlite:///{tmp_path / 'shared.db'}"
+    first = SweepSetup.from_config(_cfg(tmp_path, "+experiment=smoke", storage))
+    second = _cfg(tmp_path, "+experiment=smoke", storage, f"output_dir={tmp_path / 'elsewhere'}")
+    with _exclusive(first), pytest.raises(SpecError, match=r"^output_dir: another sweep is running on study 'smoke'"):
+        run_sweep(second)

@@ -42,6 +42,10 @@ def test_unsupported_options_name_the_field(tmp_path):
         ExportOptions(compute_units="NE_ONLY")
     with pytest.raises(SpecError, match=r"^resolution: 100 px"):
         export_coreml(get_spec("tiny_fastvithd"), 100, tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SpecError, match=r"^out_dir: cannot write to .*a-file/exports"):  # refused before converting
+        export_coreml(get_spec("tiny_fastvithd"), 128, blocker / "exports")
 
 
 def _fixture_results(path: Path) -> Path:

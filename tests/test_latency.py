@@ -5,6 +5,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import fastvitsearch.profile.measure as measure_module
+import fastvitsearch.profile.runtimes as runtimes_module
 from fastvitsearch.build import build_encoder
 from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.llm import LLM_PRESETS, build_llm, prefill, resolve_llm
@@ -13,7 +14,7 @@ from fastvitsearch.presets import get_spec
 from fastvitsearch.profile.devices import LocalDevice, PaperM1Max
 from fastvitsearch.profile.latency_model import fit_latency
 from fastvitsearch.profile.measure import measure_encoder
-from fastvitsearch.profile.runtimes import TOLERANCE, RuntimeMismatch, prepare_checked
+from fastvitsearch.profile.runtimes import RUNTIME_TABLE, RuntimeMismatch, prepare_checked
 from fastvitsearch.profile.timing import TimingProtocol, measure
 from fastvitsearch.profile.ttft import ttft
 from fastvitsearch.spec import SpecError
@@ -50,19 +51,26 @@ def test_protocol_records_statistics_and_environment():
     assert torch.get_num_threads() == threads_before  # restored after timing with 1 thread
 
 
-@pytest.mark.parametrize("runtime", ["eager", "channels_last", "bf16"])
-def test_runtimes_agree_with_eager_fp32_within_their_tolerance(runtime):
+BF16 = pytest.mark.skipif(not runtimes_module._has_bf16(), reason="needs a CPU with bf16 (avx512_bf16/AMX)")
+
+
+@pytest.mark.parametrize(
+    ("runtime", "precision"),
+    [("eager", "fp32"), ("channels_last", "fp32"), pytest.param("eager", "bf16", marks=BF16)],
+)
+def test_runtimes_agree_with_eager_fp32_within_their_tolerance(runtime, precision):
     encoder = build_encoder(get_spec("tiny_fastvithd"), 128).reparameterize().eval()
-    run, error = prepare_checked(encoder, torch.rand(1, 3, 128, 128), runtime)
-    assert error <= TOLERANCE[runtime]
+    run, error = prepare_checked(encoder, torch.rand(1, 3, 128, 128), runtime, precision)
+    assert error <= RUNTIME_TABLE[runtime].tolerance[precision]
     assert run().shape == (1, 4, 256)
 
 
+@BF16
 def test_a_runtime_outside_tolerance_is_refused(monkeypatch):
-    monkeypatch.setitem(TOLERANCE, "bf16", 1e-9)
+    monkeypatch.setitem(RUNTIME_TABLE["eager"].tolerance, "bf16", 1e-9)
     encoder = build_encoder(get_spec("tiny_fastvithd"), 128).reparameterize().eval()
-    with pytest.raises(RuntimeMismatch, match=r"^runtime: bf16 output differs from eager fp32"):
-        prepare_checked(encoder, torch.rand(1, 3, 128, 128), "bf16")
+    with pytest.raises(RuntimeMismatch, match=r"^runtime: eager bf16 output differs from eager fp32"):
+        prepare_checked(encoder, torch.rand(1, 3, 128, 128), "eager", "bf16")
 
 
 @pytest.mark.parametrize("name", ["qwen2_0_5b", "qwen2_1_5b", "qwen2_7b", "vicuna_7b"])

@@ -272,3 +272,88 @@ def test_timings_from_several_devices_are_never_mixed_silently(tmp_path, table):
     assert all("[cpu-" in label for label in data.ttft_breakdown(table)["label"])
     report = build_report(_fixture_folder(tmp_path, table), tmp_path / "report")
     assert "Warning: timings from several devices" in report.html.read_text()
+
+
+def _encoder_rows(runtime, ms):
+    rows = []
+    for trial, ((encoder, resolution, tokens), value) in enumerate(
+        zip([("fastvithd", 1024, 256), ("vit_l14", 336, 576), ("fastvit", 768, 576)], ms, strict=True)
+    ):
+        record = TrialRecord(
+            point=f"{encoder}@{resolution}",
+            encoder=encoder,
+            family=encoder,
+            spec={},
+            spec_hash="h",
+            resolution=resolution,
+            llm=None,
+            visual_tokens=tokens,
+            output_stride=1,
+            feature_width=1,
+            device="cpu",
+            device_fingerprint="cpu-test",
+            threads=1,
+            runtime=runtime,
+            precision="fp32",
+            encoder_ms=Sourced(value, "measured", "cpu"),
+        )
+        rows.append({"trial": trial, "state": "COMPLETE", **record.to_row()})
+    return pd.DataFrame(rows)
+
+
+def test_sweeps_side_by_side_show_how_the_ranking_and_ratios_move(tmp_path):
+    from fastvitsearch.report.compare import PAPER, build_comparison
+
+    folders = []
+    for runtime, ms in (("eager", [7000.0, 4300.0, 2000.0]), ("openvino", [2700.0, 1900.0, 860.0])):
+        folder = tmp_path / "sweeps" / "runtime_compare" / runtime
+        folder.mkdir(parents=True)
+        _encoder_rows(runtime, ms).to_csv(folder / "results.csv", index=False)
+        (folder / "meta.json").write_text(json.dumps({"experiment": "runtime_compare", "study": runtime}))
+        folders.append(folder)
+    page = build_comparison(folders, tmp_path / "out")
+    text = page.read_text()
+    assert (tmp_path / "out" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert "eager [cpu eager fp32]" in text and "openvino [cpu openvino fp32]" in text and PAPER in text
+    from fastvitsearch.report.compare import Sweep, comparison
+
+    info = comparison([Sweep(f.name, *results_load(f)) for f in folders])
+    assert info.metric == "encoder_ms" and info.reference_point == "fastvithd@1024"
+    ratios = info.ratios.set_index("sweep")
+    assert ratios.loc["eager", "vit_l14@336"] == pytest.approx(4300 / 7000, abs=1e-3)
+    assert ratios.loc[PAPER, "vit_l14@336"] == pytest.approx(127.4 / 116.3, abs=1e-3)  # published: Table 10
+    ranking = info.rankings.set_index("sweep")
+    assert ranking.loc["eager", "fastest first"] == "fastvit@768 < vit_l14@336 < fastvithd@1024"
+    assert ranking.loc[PAPER, f"tau vs {PAPER}"] == 1.0
+
+
+def results_load(folder):
+    from fastvitsearch.results import load_folder
+
+    return load_folder(folder)
+
+
+def test_two_res_vs_llm_sweeps_draw_their_fronts_on_shared_axes(tmp_path, table):
+    from fastvitsearch.report.compare import Sweep, build_comparison, fronts
+
+    folders = []
+    for study, scale in (("eager", 1.0), ("openvino_bf16", 0.5)):
+        folder = tmp_path / "sweeps" / "res_vs_llm" / study
+        folder.mkdir(parents=True)
+        table.assign(ttft_ms=table["ttft_ms"] * scale).to_csv(folder / "results.csv", index=False)
+        (folder / "meta.json").write_text(json.dumps({"experiment": "res_vs_llm", "study": study}))
+        folders.append(folder)
+    page = build_comparison(folders, tmp_path / "out").read_text()
+    assert "Fronts per sweep" in page and (tmp_path / "out" / "fronts.png").exists()
+    assert EVIL not in page
+    infos = fronts([Sweep(f.name, *results_load(f)) for f in folders])
+    assert [i.front["trial"].tolist() for i in infos.values()] == [[5, 1], [5, 1]]
+
+
+def test_an_unchanged_results_table_does_not_rebuild_its_report(tmp_path, table):
+    folder = _fixture_folder(tmp_path, table)
+    first = build_report(folder, tmp_path / "report", only_if_changed=True)
+    again = build_report(folder, tmp_path / "report", only_if_changed=True)
+    assert first.rebuilt and not again.rebuilt and again.pngs == sorted(first.pngs)
+    table.assign(ttft_ms=table["ttft_ms"] + 1).to_csv(folder / "results.csv", index=False)
+    assert build_report(folder, tmp_path / "report", only_if_changed=True).rebuilt  # new results: rebuilt

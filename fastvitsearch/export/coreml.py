@@ -13,6 +13,7 @@ Linux can convert and inspect packages but not run them: prediction needs macOS
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -92,6 +93,12 @@ def export_coreml(
     tokens = spec.tokens(resolution)  # validates the resolution against the stride
     torch.manual_seed(0)
     encoder = build_encoder(spec, resolution, dynamic_size=False).reparameterize().eval()
+    out_dir = Path(out_dir)
+    try:  # before the minute-long conversion, not after it
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as err:
+        raise SpecError("out_dir", f"cannot write to {out_dir} ({err.strerror})") from None
     example = torch.rand(1, 3, resolution, resolution)
     with torch.no_grad():
         program = torch.export.export(encoder, (example,)).run_decompositions({})
@@ -107,8 +114,6 @@ def export_coreml(
             compute_units=getattr(ct.ComputeUnit, options.compute_units),
             minimum_deployment_target=getattr(ct.target, options.minimum_deployment_target),
         )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     name = package_name(spec, resolution)
     package = out_dir / f"{name}.mlpackage"
     model.save(str(package))

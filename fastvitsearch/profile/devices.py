@@ -60,7 +60,10 @@ class LocalDeviceConfig:
     """``cpu`` / ``cuda``: measure here. 1 thread by default (stable on shared machines; README)."""
 
     name: str = "cpu"
+    #: eager | channels_last | compile | onnxruntime | openvino (the last two: pip install -e '.[runtimes]')
     runtime: str = "eager"
+    #: fp32 | bf16 | fp16, where the runtime and this CPU support it (the LLM prefill stays in torch)
+    precision: str = "fp32"
     threads: int = 1
     force: bool = False
     #: LLMs above this size are predicted from the prefill calibration instead of measured

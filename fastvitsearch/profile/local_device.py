@@ -28,6 +28,7 @@ class LocalDevice:
 
     device: str = "cpu"
     runtime: str = "eager"
+    precision: str = "fp32"
     threads: int = 1
     protocol: TimingProtocol = field(default_factory=TimingProtocol)
     cache: MeasurementCache | None = field(default_factory=MeasurementCache)
@@ -40,7 +41,7 @@ class LocalDevice:
     prefill: str = "measure"
 
     def __post_init__(self) -> None:
-        check_runtime(self.runtime)
+        self._runtime = check_runtime(self.runtime, self.precision)
         if self.prefill not in ("measure", "calibrated"):
             raise SpecError("device.prefill", f"must be 'measure' or 'calibrated', got {self.prefill!r}")
         cores = os.cpu_count() or 1
@@ -67,6 +68,8 @@ class LocalDevice:
             "device_fingerprint": device_fingerprint(self.torch_device),
             "threads": self.threads,
             "runtime": self.runtime,
+            "runtime_version": self._runtime.version(),
+            "precision": self.precision,
         }
 
     def encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced:
@@ -75,6 +78,7 @@ class LocalDevice:
             resolution,
             device=self.torch_device,
             runtime=self.runtime,
+            precision=self.precision,
             threads=self.threads,
             protocol=self.protocol,
             cache=self.cache,

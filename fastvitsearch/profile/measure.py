@@ -19,11 +19,14 @@ from torch import nn
 from fastvitsearch.build import build_encoder
 from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.llm import LLMSpec, build_llm, prefill
-from fastvitsearch.profile.runtimes import prepare_checked
+from fastvitsearch.profile.runtimes import check_runtime, export_path, prepare_checked
 from fastvitsearch.profile.timing import Timing, TimingProtocol, device_fingerprint, measure
 from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec
+from fastvitsearch.torch_threads import fixed_threads
 
+#: bumped when the protocol's semantics change (2: the numerics check's run counts as a warm-up run)
+PROTOCOL_VERSION = 2
 #: prefill runs take seconds each on a CPU: fewer repeats, same statistics
 DEFAULT_PROTOCOL = TimingProtocol()
 PREFILL_PROTOCOL = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=3, max_runs=10, budget_seconds=5.0)
@@ -48,7 +51,7 @@ def _sourced(timing: Timing, cached: bool = False) -> Sourced:
 def _cached_or_measure(
     cache: MeasurementCache | None, key: dict, protocol: TimingProtocol, force: bool, run_measurement
 ) -> Sourced:
-    key = {**key, "protocol": dataclasses.asdict(protocol)}
+    key = {**key, "protocol": dataclasses.asdict(protocol), "protocol_version": PROTOCOL_VERSION}
     if cache is not None and not force and (hit := cache.get(key)) is not None:
         return _sourced(Timing(**hit), cached=True)
     timing = run_measurement()
@@ -63,37 +66,47 @@ def measure_encoder(
     *,
     device: torch.device,
     runtime: str = "eager",
+    precision: str = "fp32",
     threads: int = 1,
     batch: int = 1,
     protocol: TimingProtocol = DEFAULT_PROTOCOL,
     cache: MeasurementCache | None = None,
     force: bool = False,
 ) -> Sourced:
-    """Median latency of ``features(images)`` for a reparameterized, random-weight encoder."""
+    """Median latency of ``features(images)`` for a reparameterized, random-weight encoder, run
+    in ``runtime`` at ``precision`` (checked against eager fp32 first)."""
+    entry = check_runtime(runtime, precision)
     key = {
         "kind": "encoder",
         "spec_hash": spec.content_hash,
         "resolution": resolution,
         "device": device_fingerprint(device),
         "runtime": runtime,
+        "runtime_version": entry.version(),
+        "precision": precision,
         "threads": threads,
-        "dtype": "float32",
         "batch": batch,
     }
 
     def run_measurement() -> Timing:
         torch.manual_seed(0)
-        encoder = build_encoder(spec, resolution).reparameterize().eval().to(device)
+        # fixed-size (a ViT's position table at this resolution): the module every runtime exports
+        encoder = build_encoder(spec, resolution, dynamic_size=False).reparameterize().eval().to(device)
         images = torch.rand(batch, 3, resolution, resolution, device=device)
-        run, error = prepare_checked(encoder, images, runtime)
+        export = export_path(cache.directory, spec.content_hash, resolution) if entry.exports and cache else None
+        with fixed_threads(threads):  # the check's run is the first warm-up: same threads as the timing
+            run, error = prepare_checked(encoder, images, runtime, precision, threads, export)
         context = {
             "runtime": runtime,
+            "runtime_version": entry.version(),
+            "precision": precision,
             "dtype": "float32",
             "batch": batch,
             "numerics_vs_eager_fp32": error,
             "reparameterized": encoder.reparameterized,
         }
-        return measure(run, device=device, threads=threads, protocol=protocol, context=context)
+        # the numerics check ran the model once: it counts as a warm-up run
+        return measure(run, device=device, threads=threads, protocol=protocol, context=context, warmed_up=1)
 
     return _cached_or_measure(cache, key, protocol, force, run_measurement)
 

@@ -134,8 +134,13 @@ def measure(
     threads: int = 1,
     protocol: TimingProtocol | None = None,
     context: dict[str, Any] | None = None,
+    warmed_up: int = 0,
 ) -> Timing:
-    """Time ``run()`` under the protocol; ``context`` (runtime, dtype, batch...) joins the record."""
+    """Time ``run()`` under the protocol; ``context`` (runtime, dtype, batch...) joins the record.
+
+    ``warmed_up``: untimed runs of ``run`` the caller already made (the numerics check runs the
+    model once), which count towards the protocol's warm-up runs instead of being repeated.
+    """
     protocol = protocol or TimingProtocol()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -148,7 +153,7 @@ def measure(
 
     with device_lock(device), fixed_threads(threads), torch.inference_mode():
         warm_start = time.perf_counter()
-        done = 0
+        done = warmed_up
         while done < protocol.warmup_runs or time.perf_counter() - warm_start < protocol.warmup_seconds:
             once()
             done += 1

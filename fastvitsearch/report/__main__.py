@@ -6,16 +6,24 @@ import argparse
 import sys
 
 from fastvitsearch.report.build import build_report
+from fastvitsearch.report.compare import build_comparison
 from fastvitsearch.results import TableError
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write index.html and PNG figures from a sweep's results table.")
-    parser.add_argument("sweep_dir", help="a sweep folder, e.g. sweeps/res_vs_llm/res_vs_llm")
-    parser.add_argument("--out", help="report folder (default: reports/<experiment>/<study>)")
+    parser.add_argument(
+        "sweep_dirs", nargs="+", help="a sweep folder (sweeps/res_vs_llm/res_vs_llm), or several to compare"
+    )
+    parser.add_argument(
+        "--out", help="report folder (default: reports/<experiment>/<study>, or reports/<experiment>/comparison)"
+    )
     args = parser.parse_args()
     try:
-        report = build_report(args.sweep_dir, args.out)
+        if len(args.sweep_dirs) > 1:
+            print(f"comparison: {build_comparison(args.sweep_dirs, args.out)}")
+            return
+        report = build_report(args.sweep_dirs[0], args.out)
     except (FileNotFoundError, TableError) as err:
         sys.exit(f"error: {err}")
     except OSError as err:  # e.g. a report folder that cannot be written

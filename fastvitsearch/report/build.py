@@ -8,6 +8,7 @@ note computed from its data; adding a figure is one entry.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,16 @@ FRONT_COLUMNS = [
 ]
 
 
+#: the digest of the results table and meta a report was built from (beside index.html)
+BUILT_FROM = ".built_from"
+
+
 @dataclass
 class Report:
     directory: Path
     html: Path
     pngs: list[Path] = field(default_factory=list)
+    rebuilt: bool = True
 
 
 class Context(NamedTuple):
@@ -171,11 +177,25 @@ def default_report_dir(sweep_dir: Path, meta: dict) -> Path:
     return root / "reports" / experiment / study
 
 
-def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Report:
+def _inputs_digest(sweep_dir: Path) -> str:
+    """What a report is built from: the results table and meta.json, as bytes."""
+    digest = hashlib.sha256()
+    for name in ("results.csv", "meta.json"):
+        path = sweep_dir / name
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()
+
+
+def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, only_if_changed: bool = False) -> Report:
+    """Write the report; with ``only_if_changed`` an existing report built from the same results
+    table and meta is kept as it is (a rerun of a finished sweep rebuilds nothing)."""
     sweep_dir = Path(sweep_dir)
     table, meta = load_folder(sweep_dir)
     out = Path(out_dir) if out_dir else default_report_dir(sweep_dir, meta)
     out.mkdir(parents=True, exist_ok=True)
+    stamp, digest = out / BUILT_FROM, _inputs_digest(sweep_dir)
+    if only_if_changed and stamp.exists() and stamp.read_text() == digest and (out / "index.html").exists():
+        return Report(out, out / "index.html", sorted(out.glob("*.png")), rebuilt=False)
     objectives = meta.get("objectives") or {"ttft_ms": "minimize", "accuracy": "maximize"}
     ctx = Context(table, meta, objectives, meta.get("ttft_budget_ms"))
     name = f"{meta.get('experiment', sweep_dir.parent.name)} / {meta.get('study', sweep_dir.name)}"
@@ -240,4 +260,5 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
         )
     )
     report.html.write_text(html.page(f"fastvitsearch report: {name}", sections), encoding="utf-8")
+    stamp.write_text(digest)
     return report

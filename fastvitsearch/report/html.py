@@ -170,6 +170,57 @@ def search_progress(progress: ProgressInfo, title: str) -> go.Figure:
     return fig
 
 
+def comparison(values: pd.DataFrame, metric: str, title: str) -> go.Figure:
+    """Grouped bars: one group per point, one bar per sweep; hover names each value's source."""
+    fig = go.Figure()
+    for sweep, group in values.groupby("sweep", sort=False):
+        fig.add_trace(
+            go.Bar(
+                y=[esc(p) for p in group["point"]],
+                x=group["ms"],
+                orientation="h",
+                name=esc(sweep),
+                text=[esc(s) for s in group["source"]],
+                hovertemplate="%{y}: %{x:,.1f} ms<br>%{text}<extra>" + esc(sweep) + "</extra>",
+            )
+        )
+    fig.update_layout(title=esc(title), barmode="group", xaxis_title=esc(label(metric)), height=220 + 40 * len(values))
+    fig.update_xaxes(type="log")
+    return fig
+
+
+def fronts(infos: dict[str, ScatterInfo], title: str) -> go.Figure:
+    """Several sweeps' points and Pareto fronts on shared axes, one colour per sweep."""
+    fig = go.Figure()
+    for sweep, info in infos.items():
+        fig.add_trace(
+            go.Scatter(
+                x=info.points[info.x],
+                y=info.points[info.y],
+                mode="markers",
+                name=esc(sweep),
+                legendgroup=esc(sweep),
+                text=[_hover(t) for t in info.points["hover"]],
+                hoverinfo="text",
+                opacity=0.6,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=info.front[info.x],
+                y=info.front[info.y],
+                mode="lines",
+                line_shape="hv",
+                name=esc(f"{sweep} front"),
+                legendgroup=esc(sweep),
+            )
+        )
+    first = next(iter(infos.values()))
+    fig.update_layout(title=esc(title), xaxis_title=esc(label(first.x)), yaxis_title=esc(label(first.y)), height=520)
+    fig.update_xaxes(type="log")
+    return fig
+
+
 SORT_JS = """
 document.querySelectorAll('table.sortable th').forEach(function (th, col) {
   th.addEventListener('click', function () {

@@ -146,3 +146,39 @@ def search_progress(progress: ProgressInfo, title: str, path: Path) -> Path:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         return _save(fig, path)
+
+
+def comparison(values: pd.DataFrame, metric: str, title: str, path: Path) -> Path:
+    """Grouped horizontal bars: one group per point, one bar per sweep (log scale)."""
+    wide = values.pivot_table(index="point", columns="sweep", values="ms", sort=False)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * wide.size))
+    height = 0.8 / max(1, len(wide.columns))
+    for i, sweep in enumerate(wide.columns):
+        positions = [j + i * height for j in range(len(wide))]
+        ax.barh(positions, wide[sweep], height=height, label=sweep)
+        for y, v in zip(positions, wide[sweep], strict=True):
+            ax.annotate(f"{v:,.0f}", (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+    ax.set_yticks([j + 0.4 - height / 2 for j in range(len(wide))], wide.index)
+    ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
+    ax.set_xlabel(label(metric))
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def fronts(infos: dict[str, ScatterInfo], title: str, path: Path) -> Path:
+    """Several sweeps' points and Pareto fronts on shared axes, one colour per sweep."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (sweep, info) in enumerate(infos.items()):
+        colour = f"C{i % 10}"
+        ax.scatter(info.points[info.x], info.points[info.y], color=colour, alpha=0.5, s=18)
+        ax.step(info.front[info.x], info.front[info.y], where="post", color=colour, label=sweep)
+    ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
+    first = next(iter(infos.values()))
+    ax.set_xlabel(label(first.x))
+    ax.set_ylabel(label(first.y))
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
