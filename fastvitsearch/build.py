@@ -8,8 +8,10 @@ The wrapper's :meth:`VisualEncoder.features` returns what a VLM consumes: ``[B, 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -19,7 +21,7 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.utils.model import reparameterize_model
 from torch import nn
 
-from fastvitsearch.spec import EncoderSpec, HybridEncoderSpec, ViTSpec
+from fastvitsearch.spec import EncoderSpec, HybridEncoderSpec, SpecError, TimmSpec, ViTSpec
 
 #: timm's FastViT positional encoding kernel (7x7 depthwise RepCPE).
 RCPE_KERNEL = (7, 7)
@@ -40,7 +42,7 @@ class VisualEncoder(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Visual tokens ``[B, tokens, feature_width]`` for a batch ``[B, 3, res, res]``."""
-        return BUILDERS[self.spec.kind].tokens(self.backbone, self.backbone.forward_features(images))
+        return BUILDERS[self.spec.kind].tokens(self.spec, self.backbone, self.backbone.forward_features(images))
 
     forward = features
 
@@ -96,13 +98,66 @@ def _build_vit(spec: ViTSpec, resolution: int, dynamic_size: bool, device, dtype
     )
 
 
+def _create_timm(name: str, **kwargs) -> nn.Module:
+    import timm
+
+    if name not in timm.list_models():
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
+        raise SpecError(
+            "encoder.model", f"timm has no model {name!r}" + (f"; e.g. {', '.join(close)}" if close else "")
+        )
+    return timm.create_model(name, pretrained=False, num_classes=0, global_pool="", **kwargs)
+
+
+@functools.cache
+def timm_spec(model: str, checkpoint: str | None = None) -> TimmSpec:
+    """A :class:`TimmSpec` for timm's ``model``: its token rule read from the model, built on the
+    meta device (no weights, nothing downloaded). ``checkpoint``: a local state-dict file to load
+    when the model is built (checked to exist now)."""
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise SpecError("encoder.checkpoint", f"no file at {checkpoint}")
+    with torch.device("meta"):
+        backbone = _create_timm(model)
+    patch_embed = getattr(backbone, "patch_embed", None)
+    prefix = int(getattr(backbone, "num_prefix_tokens", 0) or 0)
+    if patch_embed is not None and hasattr(patch_embed, "grid_size") and hasattr(backbone, "num_prefix_tokens"):
+        # pixels per token: the patch of a plain ViT, the stem's stride of a hybrid (ViTamin: 16)
+        patch, layout = int(patch_embed.img_size[0]) // int(patch_embed.grid_size[0]), "tokens"
+    else:
+        patch, layout = int(backbone.feature_info[-1]["reduction"]), "map"
+    return TimmSpec(model, model, patch, int(backbone.num_features), layout, prefix, checkpoint)
+
+
+def _build_timm(spec: TimmSpec, resolution: int, dynamic_size: bool, device, dtype) -> nn.Module:
+    # timm's patch embedding takes a resolution that is not a multiple of the patch only at its fixed
+    # img_size (the conv drops the remainder, as LLaVA-OneVision's SigLIP at 384 px does)
+    dynamic = dynamic_size and resolution % spec.patch == 0
+    kwargs = {"img_size": resolution, "dynamic_img_size": dynamic} if spec.layout == "tokens" else {}
+    with torch.device(device or "cpu"):
+        backbone = _create_timm(spec.model, **kwargs)
+    if dtype is not None:
+        backbone = backbone.to(dtype)
+    if spec.checkpoint is not None:
+        state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
+        missing, unexpected = backbone.load_state_dict(state.get("state_dict", state), strict=False)
+        if missing:
+            raise SpecError("encoder.checkpoint", f"{spec.checkpoint} lacks {len(missing)} weights, e.g. {missing[0]}")
+    return backbone
+
+
+def _timm_tokens(spec: TimmSpec, backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if x.ndim == 4:  # a feature map [B, C, H, W]
+        return x.flatten(2).transpose(1, 2)
+    return x[:, spec.prefix_tokens :]
+
+
 class Builder(NamedTuple):
     """How one encoder kind becomes a module: ``build(spec, resolution, inference_mode,
-    dynamic_size, device, dtype)`` and ``tokens(backbone, forward_features output)``; ``has_train_form``
+    dynamic_size, device, dtype)`` and ``tokens(spec, backbone, forward_features output)``; ``has_train_form``
     says whether the module has train-time branches to fold (a ViT has none)."""
 
     build: Callable[..., nn.Module]
-    tokens: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    tokens: Callable[[EncoderSpec, nn.Module, torch.Tensor], torch.Tensor]
     has_train_form: bool
 
 
@@ -112,15 +167,23 @@ BUILDERS: dict[str, Builder] = {
         lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_hybrid(
             spec, inference_mode, device, dtype
         ),
-        lambda backbone, x: x.flatten(2).transpose(1, 2),
+        lambda spec, backbone, x: x.flatten(2).transpose(1, 2),
         has_train_form=True,
     ),
     "vit": Builder(
         lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_vit(
             spec, resolution, dynamic_size, device, dtype
         ),
-        lambda backbone, x: x[:, backbone.num_prefix_tokens :],  # drop CLS, as LLaVA does
+        lambda spec, backbone, x: x[:, backbone.num_prefix_tokens :],  # drop CLS, as LLaVA does
         has_train_form=False,
+    ),
+    # any timm model: reparameterize() folds what timm knows how to fold (RepVGG-style blocks)
+    "timm": Builder(
+        lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_timm(
+            spec, resolution, dynamic_size, device, dtype
+        ),
+        _timm_tokens,
+        has_train_form=True,
     ),
 }
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
 from fastvitsearch.llm import LLM_PRESETS
 from fastvitsearch.presets import preset_names
@@ -74,6 +75,15 @@ class PresetRef:
     preset: str
 
 
+@dataclass
+class TimmRef:
+    """Any timm model by name (``encoder=timm encoder.model=convnext_large``), random weights or a
+    local ``checkpoint`` (a state-dict file; nothing is downloaded)."""
+
+    model: str = MISSING
+    checkpoint: str | None = None
+
+
 _registered = False
 
 
@@ -85,6 +95,7 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     for name in preset_names():
         store.store(group="encoder", name=name, node=PresetRef(name))
+    store.store(group="encoder", name="timm", node=TimmRef)
     for name in LLM_PRESETS:
         store.store(group="llm", name=name, node=PresetRef(name))
     for name in DEVICE_TABLE:

@@ -20,7 +20,7 @@ from importlib.resources import files
 import pandas as pd
 
 from fastvitsearch.presets import get_preset, get_spec
-from fastvitsearch.spec import EncoderSpec
+from fastvitsearch.spec import EncoderSpec, SpecError
 
 CITATION = "Vasu et al., FastVLM: Efficient Vision Encoding for Vision Language Models, CVPR 2025 (arXiv 2412.13303)"
 #: the CSV's encoder names for each of our presets
@@ -28,6 +28,8 @@ ENCODER_NAMES = {
     "fastvithd": ("FastViTHD",),
     "fastvit": ("FastViT (MobileCLIP MCi2)",),
     "vit_l14": ("ViT-L/14 (CLIP)", "ViT-L/14"),
+    "siglip_so400m": ("SigLIP ViT-SO400M",),
+    "vitamin_large": ("ViTamin-L",),
 }
 #: the CSV's LLM names for each of our LLM presets
 LLM_NAMES = {"qwen2_0_5b": "Qwen2-0.5B", "qwen2_1_5b": "Qwen2-1.5B", "qwen2_7b": "Qwen2-7B", "vicuna_7b": "Vicuna-7B"}
@@ -38,13 +40,14 @@ LATENCY_TABLES = ("Table 10", "Table 1", "Table 12", "Table 3")
 ACCURACY_TABLES = ("Table 6", "Table 1", "Table 4", "Table 5", "Table 11", "Table 7", "Table 2")
 _LLAVA15 = re.compile(r"^LLaVA-1\.5 2-stage \(558K PT \+ 665K IT\)$|PT\+IT = 0\.5\+0\.6$")
 _PT_IT = re.compile(r"PT\+IT = ([0-9.]+\+[0-9.]+)")
-_TILED = re.compile(r"AnyRes|dynamic resolution|tile \d", re.IGNORECASE)
+_TILED = re.compile(r"AnyRes|dynamic resolution|tile \d|total visual tokens", re.IGNORECASE)
 
 
 @functools.cache
 def paper_results() -> pd.DataFrame:
     """All transcribed rows; ``value`` numeric, ``resolution_px`` numeric where it is one number,
-    ``tiled`` True for AnyRes / dynamic-resolution rows (several passes, not one image)."""
+    ``tiled`` True for AnyRes / dynamic-resolution rows and rows whose tokens are a multi-pass total
+    (several passes, not one image)."""
     path = files("fastvitsearch") / "data" / "fastvlm_paper_results.csv"
     with path.open() as handle:
         frame = pd.read_csv(handle, dtype=str, keep_default_na=False)
@@ -96,11 +99,19 @@ def single_image_rows(metric: str) -> pd.DataFrame:
     frame = frame[frame["encoder"].isin(preset_of)].copy()
     frame["preset"] = frame["encoder"].map(preset_of)
     frame["llm_preset"] = frame["llm"].map(llm_of)
-    strides = [get_spec(p).output_stride for p in frame["preset"]]
-    frame = frame[(frame["resolution_px"] % pd.Series(strides, index=frame.index, dtype=float)) == 0].copy()
+    tokens = [_tokens_or_none(p, r) for p, r in zip(frame["preset"], frame["resolution_px"], strict=True)]
+    frame = frame.assign(tokens=tokens)
+    frame = frame[frame["tokens"].notna()].copy()  # a resolution the spec cannot take (224 at stride 64)
     frame["resolution_px"] = frame["resolution_px"].astype(int)
-    frame["tokens"] = [get_spec(p).tokens(r) for p, r in zip(frame["preset"], frame["resolution_px"], strict=True)]
+    frame["tokens"] = frame["tokens"].astype(int)
     return frame
+
+
+def _tokens_or_none(preset: str, resolution: float) -> int | None:
+    try:
+        return get_spec(preset).tokens(int(resolution)) if resolution == int(resolution) else None
+    except SpecError:
+        return None
 
 
 @functools.cache

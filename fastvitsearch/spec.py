@@ -255,6 +255,56 @@ class ViTSpec(EncoderSpec):
         )
 
 
+@dataclass(frozen=True)
+class TimmSpec(EncoderSpec):
+    """Any timm model by name (random weights, or the user's ``checkpoint`` file).
+
+    Its token rule is data read from the model once, when the spec is made
+    (:func:`fastvitsearch.build.timm_spec`): ``patch`` = pixels per token side (a ViT's patch, a
+    CNN's final reduction), ``width`` = feature channels, ``prefix_tokens`` = class/register
+    tokens the VLM drops. Token-sequence models (``layout="tokens"``) take any resolution of at
+    least one patch, as timm and LLaVA-OneVision do (SigLIP at 384 px: 27x27 patches, the last
+    6 px unused); feature-map models need a multiple of their reduction.
+    """
+
+    name: str
+    model: str
+    patch: int
+    width: int
+    layout: str = "tokens"
+    prefix_tokens: int = 0
+    checkpoint: str | None = None
+
+    kind: ClassVar[str] = "timm"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise SpecError("encoder.model", f"must name a timm model, got {self.model!r}")
+        for field in ("patch", "width"):
+            _require_positive_int(field, getattr(self, field))
+        if self.layout not in ("tokens", "map"):
+            raise SpecError("layout", f"must be 'tokens' or 'map', got {self.layout!r}")
+
+    @property
+    def output_stride(self) -> int:
+        return self.patch
+
+    @property
+    def feature_width(self) -> int:
+        return self.width
+
+    def grid(self, resolution: int) -> int:
+        if self.layout == "map":
+            return super().grid(resolution)
+        _require_positive_int("resolution", resolution)
+        if resolution < self.patch:
+            raise SpecError("resolution", f"{resolution} px is smaller than one {self.patch}-px patch")
+        return resolution // self.patch
+
+    def scaled(self, width_scale: float, depth_scale: float) -> TimmSpec:
+        raise SpecError("accuracy.proxy", f"the proxy cannot scale a timm model ({self.model}); use a hybrid spec")
+
+
 #: every encoder kind by its ``kind`` name: a new kind is a spec class registered here, a builder
 #: in ``build.BUILDERS`` and its presets
 SPEC_KINDS: dict[str, type[EncoderSpec]] = {}
@@ -269,6 +319,7 @@ def register_kind(cls: type[EncoderSpec]) -> type[EncoderSpec]:
 
 register_kind(HybridEncoderSpec)
 register_kind(ViTSpec)
+register_kind(TimmSpec)
 
 
 def spec_from_dict(data: dict[str, Any]) -> EncoderSpec:

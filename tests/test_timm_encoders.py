@@ -1,0 +1,125 @@
+"""Any timm model as an encoder: its token rule read from the model, counted like a preset."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fastvitsearch.build import build_encoder, timm_spec
+from fastvitsearch.presets import resolve_encoder
+from fastvitsearch.profile.count import count_encoder
+from fastvitsearch.spec import SpecError
+
+
+def test_token_rules_come_from_the_model():
+    siglip = timm_spec("vit_so400m_patch14_siglip_384")
+    assert (siglip.patch, siglip.width, siglip.layout, siglip.prefix_tokens) == (14, 1152, "tokens", 0)
+    assert siglip.tokens(384) == 729  # 27 x 27 patches, the last 6 px unused (as timm and LLaVA-OneVision)
+    convnext = timm_spec("convnext_large")
+    assert (convnext.patch, convnext.width, convnext.layout) == (32, 1536, "map")
+    assert convnext.tokens(768) == 576
+    with pytest.raises(SpecError, match=r"^resolution: 750 px is not a multiple of the output stride 32"):
+        convnext.tokens(750)  # feature maps stay strict
+
+
+def test_a_timm_model_is_built_counted_and_drops_its_class_token():
+    spec = resolve_encoder({"model": "vit_tiny_patch16_224"})
+    assert spec.prefix_tokens == 1 and spec.name == "vit_tiny_patch16_224"
+    encoder = build_encoder(spec, 64).reparameterize().eval()
+    assert encoder(torch.rand(1, 3, 64, 64)).shape == (1, 16, 192)
+    counts = count_encoder(spec, 64)
+    assert counts.visual_tokens == 16 and counts.macs_by_op["attention"] > 0 and counts.params > 5e6
+    conv = build_encoder(timm_spec("convnext_atto"), 128).eval()
+    assert conv(torch.rand(1, 3, 128, 128)).shape == (1, 16, 320)
+
+
+def test_a_local_checkpoint_is_loaded_and_errors_name_the_key(tmp_path):
+    model = build_encoder(timm_spec("convnext_atto"), 64).backbone
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.01)
+    path = tmp_path / "mine.pt"
+    torch.save(model.state_dict(), path)
+    loaded = build_encoder(timm_spec("convnext_atto", str(path)), 64).backbone
+    assert all(torch.all(p == 0.01) for p in loaded.parameters())
+    with pytest.raises(SpecError, match=r"^encoder.checkpoint: no file at"):
+        timm_spec("convnext_atto", str(tmp_path / "missing.pt"))
+    with pytest.raises(SpecError, match=r"^encoder.model: timm has no model 'convnext_gigantic'"):
+        timm_spec("convnext_gigantic")
+
+
+def test_profile_cli_takes_any_timm_model():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastvitsearch.profile",
+            "encoder=timm",
+            "encoder.model=vit_so400m_patch14_siglip_384",
+            "resolution=384",
+            "format=json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["visual_tokens"] == 729 and record["encoder"] == "vit_so400m_patch14_siglip_384"
+    assert record["spec"]["kind"] == "timm" and record["feature_width"] == 1152
+
+
+@pytest.mark.parametrize(
+    ("preset", "resolution", "tokens"),
+    [
+        ("siglip_so400m", 384, 729),
+        ("convnext_large", 768, 576),
+        ("convnext_xxlarge", 1024, 1024),
+        ("vitamin_large", 384, 576),
+    ],
+)
+def test_competitor_presets_match_timms_token_rule_and_count_independently(preset, resolution, tokens):
+    from fastvitsearch.presets import get_preset
+
+    spec = get_preset(preset).spec
+    derived = timm_spec(spec.model)
+    assert (spec.patch, spec.width, spec.layout, spec.prefix_tokens) == (
+        derived.patch,
+        derived.width,
+        derived.layout,
+        derived.prefix_tokens,
+    )
+    counts = count_encoder(spec, resolution)
+    assert spec.tokens(resolution) == counts.visual_tokens == tokens
+    if preset == "siglip_so400m":  # 27 blocks of width 1152, MLP 4304, at 729 tokens: MACs by hand
+        d, n, mlp, blocks = 1152, 729, 4304, 27
+        linear = blocks * n * (4 * d * d + 2 * d * mlp)
+        attention = blocks * 2 * n * n * d
+        assert counts.macs_by_op["attention"] == attention
+        assert counts.macs_by_op["linear"] == linear
+        assert counts.macs_by_op["conv"] == n * 3 * 14 * 14 * d  # the patch embedding
+
+
+def test_mci4_is_timms_fastvit_mci4():
+    import timm
+
+    from fastvitsearch.presets import get_spec
+
+    ours = build_encoder(get_spec("fastvit_mci4"), 256, device="meta").backbone
+    theirs = timm.create_model("fastvit_mci4", pretrained=False, num_classes=0, device="meta")
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in theirs.state_dict().items()
+    }
+    assert get_spec("fastvit_mci4").tokens(1024) == 256
+
+
+def test_the_papers_competitors_get_their_published_m1max_latency():
+    from fastvitsearch.presets import get_spec
+    from fastvitsearch.profile.paper_device import PaperM1Max
+
+    siglip = PaperM1Max().encoder_latency(get_spec("siglip_so400m"), 384)
+    assert (siglip.value, siglip.source) == (272.1, "published:Table 10 R1")  # nanoLLaVA's encoder
+    vitamin = PaperM1Max().encoder_latency(get_spec("vitamin_large"), 384)
+    assert (vitamin.value, vitamin.source) == (137.6, "published:Table 10 R29")
