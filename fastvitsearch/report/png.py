@@ -163,7 +163,7 @@ def comparison(values: pd.DataFrame, metric: str, title: str, path: Path) -> Pat
     _plain_log_ticks(ax.xaxis)
     ax.set_xlabel(label(metric))
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
     return _save(fig, path)
 
 
