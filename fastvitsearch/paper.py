@@ -127,13 +127,43 @@ def encoder_latencies() -> dict[tuple[str, int], tuple[float, str]]:
 
 
 @functools.cache
+def tiled_encoder_latencies() -> dict[tuple[str, int, int, int], tuple[float, str]]:
+    """M1 Max encoder latency of the paper's tiled rows: (preset, tile resolution, rows, cols) ->
+    (ms, table). The grid is the one whose (tiles + 1) x tokens-per-tile equals the row's printed
+    token count (LLaVA-OneVision's SigLIP at 1152 px, 7290 tokens: 3x3 tiles of 384; FastViTHD at
+    2048 px, 1280 tokens: 2x2 of 1024). Rows of one encoder among two (MiniGemini-HD) are left out."""
+    frame = paper_results()
+    keys = ["model", "encoder", "resolution", "llm", "training", "source_table_or_figure"]
+    printed = frame[frame["metric"] == "visual_tokens"].set_index(keys)["value"].to_dict()
+    preset_of = {name: preset for preset, names in ENCODER_NAMES.items() for name in names}
+    rows = frame[
+        (frame["metric"] == "encoder_latency")
+        & frame["tiled"]
+        & frame["encoder"].isin(preset_of)
+        & frame["resolution_px"].notna()
+        & ~frame["note"].str.contains("one of two encoders")
+    ]
+    found: dict[tuple[str, int, int, int], tuple[float, str]] = {}
+    for row in rows.itertuples():
+        tokens = printed.get(tuple(getattr(row, k) for k in keys))
+        preset = preset_of[row.encoder]
+        for n in range(1, 7):
+            tile = int(row.resolution_px) // n
+            if tile * n != int(row.resolution_px) or tokens is None:
+                continue
+            if _tokens_or_none(preset, tile) is not None and (n * n + 1) * _tokens_or_none(preset, tile) == tokens:
+                found.setdefault((preset, tile, n, n), (float(row.value), row.source_table_or_figure))
+    return found
+
+
+@functools.cache
 def prefills() -> dict[tuple[str, int], tuple[float, str]]:
     """M1 Max LLM prefill: (LLM preset, visual tokens) -> (ms, tables).
 
     Rows of our encoders and LLMs count, tiled ones included, at the token count printed in the
-    same table row (an AnyRes FastViTHD@2048 row is a 1280-token prefill, never a 1024-token one);
-    a row without a printed count takes the spec's. Other models' rows (LLaVA-OneVision's 7290
-    tokens) are left out: their attention cost at that length is far off a FLOPs line fitted to ours.
+    same table row (an AnyRes FastViTHD@2048 row is a 1280-token prefill, never a 1024-token one;
+    LLaVA-OneVision's SigLIP 3x3+1 row is a 7290-token one); a row without a printed count takes
+    the spec's.
     Rows that disagree are resolved by majority (Vicuna-7B @576: 1170.0 in R26-28, not R12's 332.1).
     """
     frame = paper_results()

@@ -14,23 +14,27 @@ from fastvitsearch.presets import get_preset
 from fastvitsearch.profile.count import count_encoder
 from fastvitsearch.profile.devices import Device
 from fastvitsearch.profile.timing import versions
-from fastvitsearch.profile.ttft import ttft
+from fastvitsearch.profile.ttft import encoder_latency, ttft
 from fastvitsearch.record import TrialRecord
 from fastvitsearch.spec import EncoderSpec, SpecError
+from fastvitsearch.tiling import Tiling
 
 
 @dataclass(frozen=True)
 class Point:
-    """What one trial evaluates. ``label`` names the encoder in tables (preset name or custom)."""
+    """What one trial evaluates. ``label`` names the encoder in tables (preset name or custom);
+    ``tiling`` (a grid of ``resolution``-px tiles plus a base image) makes it a tiled point."""
 
     label: str
     encoder: EncoderSpec
     resolution: int
     llm: LLMSpec | None
+    tiling: Tiling | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.label}@{self.resolution}" + (f"+{self.llm.name}" if self.llm else "")
+        tiles = f"[{self.tiling.label}]" if self.tiling else ""
+        return f"{self.label}@{self.resolution}{tiles}" + (f"+{self.llm.name}" if self.llm else "")
 
 
 def family_of(label: str) -> str:
@@ -44,6 +48,11 @@ def family_of(label: str) -> str:
 def counted_record(point: Point) -> TrialRecord:
     """The record of what is counted, not timed: tokens, stride, width, params, MACs."""
     counts = count_encoder(point.encoder, point.resolution)
+    passes = point.tiling.passes if point.tiling else 1
+
+    def total(macs: int | None) -> int | None:
+        return None if macs is None else macs * passes
+
     return TrialRecord(
         point=point.key,
         encoder=point.label,
@@ -52,17 +61,19 @@ def counted_record(point: Point) -> TrialRecord:
         spec_hash=counts.spec_hash,
         resolution=point.resolution,
         llm=point.llm.name if point.llm else None,
-        visual_tokens=counts.visual_tokens,
+        visual_tokens=counts.visual_tokens * passes,
         output_stride=counts.output_stride,
         feature_width=counts.feature_width,
         params=counts.params,
         params_reparameterized=counts.params_reparameterized,
-        macs=counts.macs,
-        macs_conv=counts.macs_by_op.get("conv"),
-        macs_linear=counts.macs_by_op.get("linear"),
-        macs_attention=counts.macs_by_op.get("attention"),
+        macs=total(counts.macs),
+        macs_conv=total(counts.macs_by_op.get("conv")),
+        macs_linear=total(counts.macs_by_op.get("linear")),
+        macs_attention=total(counts.macs_by_op.get("attention")),
         uncounted_ops=dict(counts.uncounted_ops),
-        counts_source=counts.source,
+        counts_source=counts.source
+        + (f"; x{passes} passes ({point.tiling.label} tiles, paper convention)" if point.tiling else ""),
+        tiling=point.tiling.label if point.tiling else None,
         versions=versions(),
     )
 
@@ -84,8 +95,8 @@ def evaluate(
         return record
     record = record.with_(**device.record_fields(point.encoder, point.resolution), text_tokens=text_tokens)
     if point.llm is None:
-        return record.with_(encoder_ms=device.encoder_latency(point.encoder, point.resolution))
-    parts = ttft(point.encoder, point.resolution, point.llm, device, text_tokens=text_tokens)
+        return record.with_(encoder_ms=encoder_latency(device, point.encoder, point.resolution, point.tiling))
+    parts = ttft(point.encoder, point.resolution, point.llm, device, text_tokens=text_tokens, tiling=point.tiling)
     record = record.with_(**parts._asdict())
     if not accuracy_sources or metric is None:
         return record

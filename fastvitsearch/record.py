@@ -126,6 +126,8 @@ class TrialRecord:
     macs_attention: int | None = None
     uncounted_ops: dict[str, int] = field(default_factory=dict)
     counts_source: str = "counted"
+    #: ``RxC+1`` for a tiled point (tokens, MACs and encoder latency then cover every pass)
+    tiling: str | None = None
     device: str | None = None
     device_fingerprint: str | None = None
     threads: int | None = None

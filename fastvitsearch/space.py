@@ -20,6 +20,7 @@ from fastvitsearch.llm import resolve_llm
 from fastvitsearch.point import Point
 from fastvitsearch.presets import encoder_label, resolve_encoder
 from fastvitsearch.spec import EncoderSpec, HybridEncoderSpec, SpecError, StageSpec
+from fastvitsearch.tiling import parse_tiling
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 #: per number of stages, FastViT-family depth templates (MCi2 for 4, FastViTHD for 5, + one)
@@ -60,10 +61,13 @@ def grid_points(
     resolution: Any = None,
     llm: Mapping[str, Any] | None = None,
     encoder: Mapping[str, Any] | None = None,
+    tiling: Any = None,
 ) -> list[Point]:
     """All grid points, in a stable order. Command-line choices narrow the grid: ``resolution``
     replaces every encoder's resolutions, ``llm`` / ``encoder`` (a group's config) replace the
-    grid's LLMs / encoders; extra points are kept only where they match those choices."""
+    grid's LLMs / encoders; extra points are kept only where they match those choices. ``tiling``
+    tiles every grid point; an extra point may name its own ``tiling``."""
+    tiles = parse_tiling(tiling)
     llm_specs = [resolve_llm(llm)] if llm is not None else [resolve_llm(name) for name in _as_list(grid.get("llms"))]
     llm_names = {m.name for m in llm_specs}
     if encoder is not None:
@@ -78,7 +82,7 @@ def grid_points(
         if not resolutions:
             raise SpecError(f"grid.resolutions.{name}", "no resolutions for this encoder; set resolution=[…]")
         field = "resolution" if resolution is not None else f"grid.resolutions.{name}"
-        points += [Point(name, spec, _pixels(r, field), m) for r in resolutions for m in (llm_specs or [None])]
+        points += [Point(name, spec, _pixels(r, field), m, tiles) for r in resolutions for m in (llm_specs or [None])]
     encoder_names = {name for name, _ in encoders}
     for extra in _as_list(grid.get("extra")):
         if llm is not None and extra.get("llm") not in llm_names:
@@ -94,6 +98,7 @@ def grid_points(
                 encoder_by_name(extra["encoder"]),
                 extra_resolution,
                 resolve_llm(extra["llm"]) if extra.get("llm") else None,
+                parse_tiling(extra.get("tiling"), "grid.extra.tiling") or tiles,
             )
         )
     unique = {p.key: p for p in points}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -193,17 +194,23 @@ class HybridEncoderSpec(EncoderSpec):
         return int(self.stages[-1].width * self.expansion_ratio)
 
     def scaled(self, width_scale: float, depth_scale: float) -> HybridEncoderSpec:
-        """Same stages, mixers and strides; widths x ``width_scale`` (multiples of 8, attention
-        stages of the head dim), depths x ``depth_scale`` (at least 1)."""
+        """Same stages, mixers and strides, thinner and shallower: depths x ``depth_scale`` (at least
+        1); the first width x ``width_scale`` (a multiple of 8), each later width the previous one
+        times the original's ratio, so every patch embedding still divides (timm's 7x7 conv is
+        grouped by its input channels), and attention widths a multiple of the head dim."""
         stages = []
-        for s in self.stages:
-            width = max(8, int(round(s.width * width_scale / 8)) * 8)
-            if s.mixer == "attention":
-                width = max(ATTENTION_HEAD_DIM, int(round(width / ATTENTION_HEAD_DIM)) * ATTENTION_HEAD_DIM)
+        for i, s in enumerate(self.stages):
+            if i == 0:
+                width = max(8, int(round(s.width * width_scale / 8)) * 8)
+            else:
+                ratio = s.width / self.stages[i - 1].width
+                previous = stages[-1].width
+                width = (
+                    previous * int(ratio) if ratio == int(ratio) else max(8, int(round(s.width * width_scale / 8)) * 8)
+                )
+            if s.mixer == "attention" and width % ATTENTION_HEAD_DIM:
+                width = math.lcm(width, ATTENTION_HEAD_DIM)
             stages.append(dataclasses.replace(s, depth=_scaled_depth(s.depth, depth_scale), width=width))
-        for i in range(1, len(stages)):  # a stage without a patch embedding cannot change width
-            if stages[i].width != stages[i - 1].width and not stages[i].downsample:
-                stages[i] = dataclasses.replace(stages[i], width=stages[i - 1].width)
         return dataclasses.replace(self, name=f"{self.name}_proxy", stages=tuple(stages))
 
 

@@ -259,6 +259,7 @@ class SweepSetup:
                 resolution=cfg.resolution,
                 llm=_selected(cfg, "llm"),
                 encoder=_selected(cfg, "encoder"),
+                tiling=cfg.get("tiling"),
             )
             strategy: Strategy = GridStrategy({p.key: p for p in points})
         else:

@@ -4,6 +4,7 @@
 import json
 
 import pytest
+import torch
 
 from fastvitsearch.accuracy import first_value, make_sources
 from fastvitsearch.accuracy.predicted import PredictedAccuracy, fit, training_rows
@@ -111,3 +112,15 @@ def test_proxy_scales_specs_keeping_stages_and_strides():
     assert [s.mixer for s in small.stages] == [s.mixer for s in hd.stages]
     assert all(s.width % 32 == 0 for s in small.stages if s.mixer == "attention")
     assert wilson_interval(50, 100)[0] == pytest.approx(0.404, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["fastvit", "fastvithd", "fastvit_mci4"])
+def test_the_default_proxy_scale_builds_the_papers_encoders(name):
+    """width_scale 0.125 used to break timm's grouped patch embedding (out_channels % in_channels)."""
+    from fastvitsearch.build import build_encoder
+
+    small = get_spec(name).scaled(0.125, 0.25)
+    widths = [s.width for s in small.stages]
+    assert all(b % a == 0 for a, b in zip(widths, widths[1:], strict=False))
+    encoder = build_encoder(small, 256).eval()
+    assert encoder(torch.rand(1, 3, 256, 256)).shape[1] == get_spec(name).tokens(256)

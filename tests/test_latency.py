@@ -210,3 +210,13 @@ def test_too_large_llms_are_predicted_from_the_calibration(tmp_path):
     estimate = device.prefill_latency(big, 16)
     assert estimate.source.startswith("predicted:prefill-fit[tiny_llm]@cpu") and estimate.error is not None
     assert device.prefill_latency(LLM_PRESETS["tiny_llm"], 16).source.startswith("measured:")
+
+
+def test_long_published_prefills_are_looked_up_but_not_fitted():
+    paper = PaperM1Max()
+    qwen = LLM_PRESETS["qwen2_0_5b"]
+    long = paper.prefill_latency(qwen, 7290)  # LLaVA-OneVision's 3x3+1 SigLIP tiles
+    assert (long.value, long.source) == (11402.4, "published:Table 10 R2")
+    fitted = paper.prefill_latency(qwen, 1024)
+    assert fitted.kind == "predicted" and fitted.detail["fitted_range"][1] == qwen.prefill_flops(1280)
+    assert 50.5 < fitted.value < 336.4  # between the published 256- and 1280-token prefills

@@ -22,6 +22,7 @@ from fastvitsearch.profile.devices import device_from_config
 from fastvitsearch.profile.runtimes import RuntimeMismatch
 from fastvitsearch.profile.table import records_table
 from fastvitsearch.spec import SpecError
+from fastvitsearch.tiling import parse_tiling
 
 
 def _resolutions(cfg: DictConfig, encoder_cfg: Any) -> list[int]:
@@ -44,10 +45,10 @@ def profile(cfg: DictConfig) -> list[dict[str, Any]]:
     accuracy = OmegaConf.to_container(cfg.accuracy, resolve=True) if cfg.get("accuracy") else None
     sources = make_sources(accuracy["sources"], accuracy) if accuracy else []
     label = encoder_label(encoder_cfg, spec)
+    tiling = parse_tiling(cfg.get("tiling"))
+    metric = accuracy["metric"] if accuracy else None
     return [
-        evaluate(
-            Point(label, spec, r, llm), device, sources, accuracy["metric"] if accuracy else None, int(cfg.text_tokens)
-        ).to_row()
+        evaluate(Point(label, spec, r, llm, tiling), device, sources, metric, int(cfg.text_tokens)).to_row()
         for r in _resolutions(cfg, encoder_cfg)
     ]
 

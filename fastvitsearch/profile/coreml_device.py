@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fastvitsearch.llm import LLMSpec
 from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
+from fastvitsearch.tiling import Tiling
 
 if TYPE_CHECKING:
     from fastvitsearch.profile.devices import Device
@@ -67,6 +68,9 @@ class CoreMLDevice:
         return Sourced(
             float(row["median_ms"]), "measured", f"coreml:{self.device_name}/{self.compute_unit}", None, detail
         )
+
+    def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:
+        return None if self.covers(spec, resolution) else self.fallback.tiled_encoder_latency(spec, resolution, tiling)
 
     def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Sourced:
         return self.fallback.projector_latency(feature_width, tokens, llm)

@@ -26,6 +26,7 @@ from fastvitsearch.profile.paper_device import PaperM1Max
 from fastvitsearch.profile.timing import TimingProtocol
 from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
+from fastvitsearch.tiling import Tiling
 
 
 class Device(Protocol):
@@ -38,6 +39,10 @@ class Device(Protocol):
     def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Sourced: ...
 
     def prefill_latency(self, llm: LLMSpec, tokens: int) -> Sourced: ...
+
+    def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:
+        """The device's own number for a tiled point, or None: then passes x one pass is used."""
+        ...
 
     def record_fields(self, spec: EncoderSpec, resolution: int) -> dict[str, Any]:
         """``device``, ``device_fingerprint`` and, where they apply, ``threads`` and ``runtime``."""

@@ -20,6 +20,7 @@ from fastvitsearch.profile.runtimes import check_runtime
 from fastvitsearch.profile.timing import TimingProtocol, device_fingerprint
 from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
+from fastvitsearch.tiling import Tiling
 
 
 @dataclass
@@ -84,6 +85,9 @@ class LocalDevice:
             cache=self.cache,
             force=self.force,
         )
+
+    def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:
+        return None  # passes x one measured pass (batch 1), the paper's convention
 
     def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Sourced:
         return measure_projector(

@@ -18,6 +18,12 @@ from fastvitsearch.profile.count import count_encoder
 from fastvitsearch.profile.latency_model import LinearLatencyModel, fit_latency
 from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
+from fastvitsearch.tiling import Tiling
+
+#: the prefill FLOPs line is fitted on FastVLM's own range of prompts; longer published prefills
+#: (LLaVA-OneVision's 7290 tokens: 11.4 s, 34x the 1280-token one for 5.7x the tokens) are looked up,
+#: never fitted — MLX's attention cost at that length is far above a line through the short ones
+MAX_FIT_TOKENS = 1280
 
 
 @dataclass
@@ -52,6 +58,13 @@ class PaperM1Max:
             through_origin=points is not same,
         )
 
+    def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:
+        """The paper's published tiled row (Table 10 R2, R3*, …) where it has one."""
+        key = (paper.paper_encoder(spec), resolution, tiling.rows, tiling.cols)
+        if (hit := paper.tiled_encoder_latencies().get(key)) is not None:
+            return Sourced(hit[0], "published", hit[1], None, {"passes": tiling.passes})
+        return None
+
     def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Sourced:
         return Sourced(0.0, "not-timed", "the paper's TTFT is encoder latency + LLM prefill")
 
@@ -59,7 +72,7 @@ class PaperM1Max:
         published = paper.prefills()
         if (hit := published.get((llm.name, tokens))) is not None:
             return Sourced(hit[0], "published", hit[1])
-        points = [(t, v) for (name, t), (v, _) in published.items() if name == llm.name]
+        points = [(t, v) for (name, t), (v, _) in published.items() if name == llm.name and t <= MAX_FIT_TOKENS]
         if not points:
             raise SpecError("llm", f"the paper publishes no M1 Max prefill for {llm.name}")
         model = fit_latency(

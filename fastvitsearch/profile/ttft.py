@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from fastvitsearch.llm import LLMSpec
 from fastvitsearch.record import Sourced, weakest
 from fastvitsearch.spec import EncoderSpec, SpecError
+from fastvitsearch.tiling import Tiling
 
 if TYPE_CHECKING:
     from fastvitsearch.profile.devices import Device
@@ -31,11 +32,31 @@ def _combined_error(parts: list[Sourced], total: float) -> float | None:
     return round(float(absolute / total), 4) if absolute and total else None
 
 
-def ttft(spec: EncoderSpec, resolution: int, llm: LLMSpec, device: Device, text_tokens: int = 0) -> TTFTParts:
+def encoder_latency(device: Device, spec: EncoderSpec, resolution: int, tiling: Tiling | None) -> Sourced:
+    """One pass, or a tiled point's passes: the device's own number for the tiled point where it has
+    one (the paper's published AnyRes rows), else passes x one pass (the paper's convention)."""
+    if tiling is None:
+        return device.encoder_latency(spec, resolution)
+    if (published := device.tiled_encoder_latency(spec, resolution, tiling)) is not None:
+        return published
+    one = device.encoder_latency(spec, resolution)
+    detail = {**(one.detail or {}), "passes": tiling.passes, "one_pass_ms": one.value}
+    label = f"{one.label} x{tiling.passes} passes ({tiling.label} tiles, sequential: paper convention)"
+    return Sourced(round(one.value * tiling.passes, 3), one.kind, label, one.error, detail)
+
+
+def ttft(
+    spec: EncoderSpec,
+    resolution: int,
+    llm: LLMSpec,
+    device: Device,
+    text_tokens: int = 0,
+    tiling: Tiling | None = None,
+) -> TTFTParts:
     if text_tokens < 0:
         raise SpecError("text_tokens", f"must be >= 0, got {text_tokens}")
-    tokens = spec.tokens(resolution)
-    encoder = device.encoder_latency(spec, resolution)
+    tokens = tiling.tokens(spec, resolution) if tiling else spec.tokens(resolution)
+    encoder = encoder_latency(device, spec, resolution, tiling)
     projector = device.projector_latency(spec.feature_width, tokens, llm)
     prefill = device.prefill_latency(llm, tokens + text_tokens)
     parts = [encoder, projector, prefill]
