@@ -240,3 +240,26 @@ def test_two_sweeps_on_one_storage_url_do_not_both_run(tmp_path):
     second = _cfg(tmp_path, "+experiment=smoke", storage, f"output_dir={tmp_path / 'elsewhere'}")
     with _exclusive(first), pytest.raises(SpecError, match=r"^output_dir: another sweep is running on study 'smoke'"):
         run_sweep(second)
+
+
+def test_the_end_of_a_run_says_which_points_failed_and_how_to_retry(tmp_path, capsys):
+    from fastvitsearch.sweep import finish
+
+    cfg = _cfg(tmp_path, "+experiment=smoke", "resolution=[100]", "max_failure_rate=1.0", "report=false")
+    finish(run_sweep(cfg), cfg)
+    said = capsys.readouterr().out
+    assert "3 point(s) failed and were not retried" in said and "rerun with retry_failed=true" in said
+    assert "resolution: 100 px is not a multiple of the output stride" in said
+
+
+def test_a_report_folder_that_cannot_be_written_is_one_line(tmp_path):
+    run_sweep(_cfg(tmp_path, "+experiment=smoke", "resolution=[64]"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = subprocess.run(
+        [sys.executable, "-m", "fastvitsearch.report", str(tmp_path / "study"), "--out", str(blocker / "report")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0 and out.stderr.strip().startswith("error: --out:") and "Traceback" not in out.stderr
