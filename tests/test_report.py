@@ -203,6 +203,17 @@ def test_report_renders_html_and_pngs_from_a_results_table(tmp_path, table):
     assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?:", page)  # works offline: nothing fetched
     for section in ("Pareto set", "Method", "Failed, noisy and pruned trials", "Ranking here vs the paper"):
         assert section in page
+    # the front as CSV and LaTeX, and the device/runtime in the figure title
+    assert [p.name for p in report.exports] == ["front.csv", "front.tex"]
+    front = pd.read_csv(report.directory / "front.csv")
+    assert (
+        front["trial"].tolist()
+        if "trial" in front
+        else front["point"].tolist() == ["fastvit@256+qwen2_0_5b", "fastvithd@768+qwen2_1_5b"]
+    )
+    tex = (report.directory / "front.tex").read_text()
+    assert "\\begin{tabular}" in tex and "\\toprule" in tex and "fastvithd@768+qwen2\\_1\\_5b" in tex
+    assert "ms) \\u2014 cpu, 1 thread(s)" in page  # the device in the figure title (JSON-escaped dash)
     assert "no &lt;script&gt;" in page  # the pruned point's reason, escaped
     # notes are computed from the data: this table holds no FastViT sweep over resolution
     assert "FastViTHD: 144 -&gt; 256 tokens" in page and "FastViT:" not in page.replace("FastViT: 64", "")

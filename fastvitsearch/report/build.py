@@ -26,6 +26,7 @@ FRONT_COLUMNS = [
     "encoder",
     "family",
     "resolution",
+    "tiling",
     "llm",
     "visual_tokens",
     "encoder_ms",
@@ -47,6 +48,7 @@ class Report:
     html: Path
     pngs: list[Path] = field(default_factory=list)
     rebuilt: bool = True
+    exports: list[Path] = field(default_factory=list)
 
 
 class Context(NamedTuple):
@@ -123,7 +125,9 @@ FIGURES: list[FigureSpec] = [
         "front",
         "Pareto front",
         _scatter,
-        lambda info, ctx: f"{data.label(info.y, ctx.table)} vs {data.label(info.x, ctx.table)}",
+        lambda info, ctx: (
+            f"{data.label(info.y, ctx.table)} vs {data.label(info.x, ctx.table)} — {data.where(ctx.table)}"
+        ),
         _scatter_note,
         lambda info, title, path, ctx: png.objective_scatter(info, title, path, ctx.budget),
         lambda info, title, ctx: html.objective_scatter(info, title, ctx.budget),
@@ -169,6 +173,17 @@ FIGURES: list[FigureSpec] = [
         lambda info, title, ctx: html.search_progress(info, title),
     ),
 ]
+
+
+def _export_front(front: Any, out: Path, caption: str) -> list[Path]:
+    """The Pareto set as CSV and as a LaTeX table (booktabs), every value with its source column."""
+    csv_path, tex_path = out / "front.csv", out / "front.tex"
+    front.to_csv(csv_path, index=False)
+    special = {c: "\\" + c for c in "_%&#$"}
+    caption = "".join(special.get(c, c) for c in caption)  # the table body is escaped by pandas
+    latex = front.to_latex(index=False, escape=True, float_format="%.1f", caption=caption, label="tab:front")
+    tex_path.write_text(latex, encoding="utf-8")
+    return [csv_path, tex_path]
 
 
 def default_report_dir(sweep_dir: Path, meta: dict) -> Path:
@@ -241,8 +256,11 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, only_
     done = data.completed(table)
     if len(done) and all(c in done for c in objectives):
         front = pareto_front(done, objectives)
-        columns = [c for c in dict.fromkeys([*FRONT_COLUMNS, *objectives]) if c in front]
-        sections.append(("Pareto set", html.table_html(front[columns])))
+        front = front[[c for c in dict.fromkeys([*FRONT_COLUMNS, *objectives]) if c in front]]
+        front = front[[c for c in front.columns if front[c].notna().any()]]
+        report.exports = _export_front(front, out, f"Pareto set: {name} ({data.where(table)})")
+        links = ", ".join(f'<a href="{html.esc(p.name)}">{html.esc(p.name)}</a>' for p in report.exports)
+        sections.append(("Pareto set", html.table_html(front) + f'<p class="note">Export: {links}</p>'))
     hardware = data.devices(table)
     if len(hardware) > 1:
         sections.insert(

@@ -17,7 +17,9 @@ import pandas as pd
 from fastvitsearch import paper
 from fastvitsearch.pareto import hypervolume, pareto_mask
 from fastvitsearch.presets import get_spec
-from fastvitsearch.record import kind_of
+from fastvitsearch.record import Sourced, kind_of
+
+_split_source = Sourced.split
 
 PARTS = ("encoder_ms", "projector_ms", "prefill_ms")
 LABELS = {
@@ -40,6 +42,26 @@ def label(column: str, table: pd.DataFrame | None = None) -> str:
     ):
         return f"{table['accuracy_metric'].dropna().iloc[0]} accuracy (%)"
     return LABELS.get(column, column)
+
+
+def where(table: pd.DataFrame) -> str:
+    """Device, runtime, precision and threads of the timed trials, for figure titles."""
+    done = profiled(table)
+
+    def values(column: str) -> str:
+        return "/".join(sorted({str(v) for v in done[column].dropna()})) if column in done else ""
+
+    measured = [
+        label
+        for source in done.get("encoder_ms_source", pd.Series(dtype=object)).dropna()
+        for kind, label in [_split_source(source)]
+        if kind == "measured"
+    ]
+    device = "/".join(sorted({m.split(" x")[0] for m in measured})) or values("device")
+    runtime = " ".join(v for v in (values("runtime"), values("precision")) if v)
+    threads = values("threads")
+    parts = [device, runtime, f"{threads} thread(s)" if threads else ""]
+    return ", ".join(p for p in parts if p)
 
 
 source_kind = kind_of  # ``published:Table 6`` -> ``published``; missing -> ``none``
