@@ -47,6 +47,17 @@ def _fastvit_sa(name: str, depths: tuple[int, ...], widths: tuple[int, ...]) -> 
     return HybridEncoderSpec(name, (*stages, _attn(depths[3], widths[3], 4.0)))
 
 
+def _mci(name: str, depths: tuple[int, ...], base_width: int) -> HybridEncoderSpec:
+    """timm's 5-stage MCi3 (FastViTHD) / MCi4: 3 RepMixer stages, 2 attention stages, widths doubling,
+    MLP ratio 4, LayerNorm in attention, no stem scale branch, activated large-kernel convs."""
+    widths = [base_width * 2**i for i in range(5)]
+    stages = [_rep(d, w, 4.0, downsample=i > 0) for i, (d, w) in enumerate(zip(depths[:3], widths[:3], strict=True))]
+    stages += [_attn(d, w, 4.0) for d, w in zip(depths[3:], widths[3:], strict=True)]
+    return HybridEncoderSpec(
+        name, tuple(stages), expansion_ratio=2.0, attention_norm="layernorm", stem_scale_branch=False, lkc_use_act=True
+    )
+
+
 _PRESETS: dict[str, Preset] = {}
 
 
@@ -75,23 +86,7 @@ def preset_names(include_tiny: bool = True) -> list[str]:
 register_preset(
     "fastvithd",
     Preset(
-        HybridEncoderSpec(
-            "fastvithd",
-            (
-                _rep(2, 96, 4.0, downsample=False),
-                _rep(12, 192, 4.0),
-                _rep(24, 384, 4.0),
-                _attn(4, 768, 4.0),
-                _attn(2, 1536, 4.0),
-            ),
-            expansion_ratio=2.0,
-            attention_norm="layernorm",
-            stem_scale_branch=False,
-            lkc_use_act=True,
-        ),
-        family="FastViTHD",
-        timm_model="fastvit_mci3",
-        paper_resolution=1024,
+        _mci("fastvithd", (2, 12, 24, 4, 2), 96), family="FastViTHD", timm_model="fastvit_mci3", paper_resolution=1024
     ),
 )
 register_preset(
@@ -155,20 +150,7 @@ for _name, _depths, _widths in (
 register_preset(
     "fastvit_mci4",
     Preset(
-        HybridEncoderSpec(
-            "fastvit_mci4",
-            (
-                _rep(2, 128, 4.0, downsample=False),
-                _rep(12, 256, 4.0),
-                _rep(24, 512, 4.0),
-                _attn(4, 1024, 4.0),
-                _attn(4, 2048, 4.0),
-            ),
-            expansion_ratio=2.0,
-            attention_norm="layernorm",
-            stem_scale_branch=False,
-            lkc_use_act=True,
-        ),
+        _mci("fastvit_mci4", (2, 12, 24, 4, 4), 128),
         family="FastViTHD",
         timm_model="fastvit_mci4",
         paper_resolution=1024,

@@ -19,8 +19,6 @@ from fastvitsearch.pareto import hypervolume, pareto_mask
 from fastvitsearch.presets import get_spec
 from fastvitsearch.record import Sourced, kind_of
 
-_split_source = Sourced.split
-
 PARTS = ("encoder_ms", "projector_ms", "prefill_ms")
 LABELS = {
     "ttft_ms": "time to first token (ms)",
@@ -51,13 +49,10 @@ def where(table: pd.DataFrame) -> str:
     def values(column: str) -> str:
         return "/".join(sorted({str(v) for v in done[column].dropna()})) if column in done else ""
 
-    measured = [
-        label
-        for source in done.get("encoder_ms_source", pd.Series(dtype=object)).dropna()
-        for kind, label in [_split_source(source)]
-        if kind == "measured"
-    ]
-    device = "/".join(sorted({m.split(" x")[0] for m in measured})) or values("device")
+    sources = done["encoder_ms_source"].dropna() if "encoder_ms_source" in done else []
+    # a measured part's label names its device (a tiled point's adds " x<n> passes …")
+    measured = {Sourced.split(s)[1].split(" x")[0] for s in sources if kind_of(s) == "measured"}
+    device = "/".join(sorted(measured)) or values("device")
     runtime = " ".join(v for v in (values("runtime"), values("precision")) if v)
     threads = values("threads")
     parts = [device, runtime, f"{threads} thread(s)" if threads else ""]
