@@ -202,3 +202,29 @@ def accuracy_rows(metric: str) -> pd.DataFrame:
 def metrics() -> set[str]:
     """Every metric name the paper's table uses (TextVQA, DocVQA, …)."""
     return set(paper_results()["metric"])
+
+
+#: the one setting where the paper publishes several encoders and resolutions side by side
+#: (Sec. 3: LLaVA-1.5 data and recipe, Vicuna-7B): what the accuracy proxy is validated against
+VALIDATION_SETTING = {"llm_preset": "vicuna_7b", "recipe": "llava15"}
+
+
+def validation_points(metric: str = "TextVQA") -> pd.DataFrame:
+    """One published value per (encoder preset, resolution) in :data:`VALIDATION_SETTING`:
+    ``preset, resolution, value, table`` (the first table of :data:`ACCURACY_TABLES` wins; Table
+    2's multi-scale feature variants are other architectures and are left out)."""
+    rows = accuracy_rows(metric)
+    rows = rows[~rows["note"].str.startswith("multi-scale")]
+    for column, value in VALIDATION_SETTING.items():
+        rows = rows[rows[column] == value]
+    rows = rows.assign(order=rows["source_table_or_figure"].map(lambda t: table_rank(t, ACCURACY_TABLES)))
+    rows = rows.sort_values("order").drop_duplicates(["preset", "resolution_px"])
+    out = pd.DataFrame(
+        {
+            "preset": rows["preset"],
+            "resolution": rows["resolution_px"].astype(int),
+            "value": rows["value"].astype(float),
+            "table": rows["source_table_or_figure"],
+        }
+    )
+    return out.sort_values(["preset", "resolution"]).reset_index(drop=True)

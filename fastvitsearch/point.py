@@ -19,6 +19,9 @@ from fastvitsearch.record import TrialRecord
 from fastvitsearch.spec import EncoderSpec, SpecError
 from fastvitsearch.tiling import Tiling
 
+#: how a record says it was not scored because it is too slow
+OVER_BUDGET = "over the TTFT budget"
+
 
 @dataclass(frozen=True)
 class Point:
@@ -35,6 +38,13 @@ class Point:
     def key(self) -> str:
         tiles = f"[{self.tiling.label}]" if self.tiling else ""
         return f"{self.label}@{self.resolution}{tiles}" + (f"+{self.llm.name}" if self.llm else "")
+
+    @property
+    def identity(self) -> str:
+        """What makes two points the same evaluation: the architecture (spec hash, not its name),
+        resolution, tiling and LLM."""
+        tiles = f"[{self.tiling.label}]" if self.tiling else ""
+        return f"{self.encoder.content_hash}@{self.resolution}{tiles}" + (f"+{self.llm.name}" if self.llm else "")
 
 
 def family_of(label: str) -> str:
@@ -84,11 +94,14 @@ def evaluate(
     accuracy_sources: list[AccuracySource],
     metric: str | None,
     text_tokens: int = 0,
+    ttft_budget_ms: float | None = None,
 ) -> TrialRecord:
     """Count, time and score one point. Raises on invalid points (the sweep records the error).
 
     Without a device only counts; without an LLM only the encoder is timed; without sources (or
-    metric) no accuracy is asked for. A source that has no value says why in ``refusals``.
+    metric) no accuracy is asked for. A source that has no value says why in ``refusals``. Cheap
+    first: a point whose TTFT is over ``ttft_budget_ms`` is not scored (a proxy source would
+    train a model for it); its record says so.
     """
     record = counted_record(point)
     if device is None:
@@ -100,5 +113,8 @@ def evaluate(
     record = record.with_(**parts._asdict())
     if not accuracy_sources or metric is None:
         return record
+    if ttft_budget_ms is not None and record.ttft_ms is not None and record.ttft_ms.value > ttft_budget_ms:
+        reason = f"{OVER_BUDGET}: TTFT {record.ttft_ms.value:.0f} ms > {ttft_budget_ms:.0f} ms; accuracy not computed"
+        return record.with_(accuracy_metric=metric, refusals=(reason,))
     accuracy, refusals = first_value(accuracy_sources, point.encoder, point.resolution, point.llm, metric)
     return record.with_(accuracy=accuracy, accuracy_metric=metric, refusals=tuple(str(r) for r in refusals))

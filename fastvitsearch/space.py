@@ -3,13 +3,13 @@
 Grid points are ``encoders x resolutions x llms`` plus explicit extra points; the hybrid search
 space turns Optuna suggestions (number of stages = downsampling depth, base width, depth scale
 of a template, first attention stage, MLP ratio, resolution, LLM) into an
-:class:`~fastvitsearch.spec.HybridEncoderSpec`. The paper's three encoders are a ``family``
-choice of the same space, so NSGA-II can keep them as anchors.
+:class:`~fastvitsearch.spec.HybridEncoderSpec`. The paper's encoders are anchors: enqueued once
+each (per LLM), never a categorical the sampler re-draws.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,15 +133,15 @@ def hybrid_from_knobs(
 
 
 def suggest_point(trial: optuna.Trial, space: Mapping[str, Any]) -> Point:
-    """Define-by-run: a preset family or a hybrid from the knobs, a resolution, an LLM."""
-    family = trial.suggest_categorical("family", list(space["families"]))
+    """Define-by-run: a hybrid from the builder's knobs, a resolution and an LLM. An anchor trial
+    (enqueued with an ``anchor`` user attr, e.g. ``fastvithd@1024``) is that preset instead: the
+    paper's encoders are fixed points to compare with, not a choice the sampler re-draws."""
     llm = resolve_llm(trial.suggest_categorical("llm", list(space["llm"])))
-    if family == "vit_l14":
-        resolution = trial.suggest_categorical("vit_resolution", list(space["vit_resolution"]))
-        return Point(family, encoder_by_name(family), int(resolution), llm)
+    anchor = trial.user_attrs.get("anchor")
+    if anchor:
+        name, resolution = anchor.rsplit("@", 1)
+        return Point(name, encoder_by_name(name), _pixels(resolution, "space.anchors.resolution"), llm)
     resolution = int(trial.suggest_categorical("resolution", list(space["resolution"])))
-    if family != "hybrid":
-        return Point(family, encoder_by_name(family), resolution, llm)
     spec = hybrid_from_knobs(
         n_stages=trial.suggest_categorical("n_stages", list(space["n_stages"])),
         base_width=trial.suggest_categorical("base_width", list(space["base_width"])),
@@ -152,7 +152,19 @@ def suggest_point(trial: optuna.Trial, space: Mapping[str, Any]) -> Point:
     return Point(spec.name, spec, resolution, llm)
 
 
-def anchor_params(space: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Enqueue-able params of the anchors (each anchor with each LLM of the space)."""
-    anchors: Sequence[Mapping[str, Any]] = space.get("anchors") or []
-    return [{**dict(a), "llm": llm} for a in anchors for llm in space["llm"]]
+def anchors(space: Mapping[str, Any]) -> list[str]:
+    """The anchors as ``preset@resolution`` (validated: a known encoder at a valid resolution)."""
+    out = []
+    for i, entry in enumerate(space.get("anchors") or []):
+        field = f"space.anchors[{i}]"
+        if not isinstance(entry, Mapping) or set(entry) != {"encoder", "resolution"}:
+            raise SpecError(field, f"must be {{encoder: <preset>, resolution: <px>}}, got {entry!r}")
+        resolution = _pixels(entry["resolution"], f"{field}.resolution")
+        encoder_by_name(str(entry["encoder"])).tokens(resolution)
+        out.append(f"{entry['encoder']}@{resolution}")
+    return out
+
+
+def anchor_trials(space: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(params, user_attrs)`` to enqueue: each anchor with each LLM of the space."""
+    return [({"llm": llm}, {"anchor": anchor}) for anchor in anchors(space) for llm in space["llm"]]

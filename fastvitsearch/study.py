@@ -172,8 +172,32 @@ def is_interrupted(trial: FrozenTrial) -> bool:
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Finished trials that count against a search's budget (a killed trial does not)."""
-    return sum(not is_interrupted(t) for t in trials(study, FINISHED))
+    """Finished trials that count against a search's budget (a killed trial and a repeat do not)."""
+    return sum(not is_interrupted(t) and not is_repeat(t) for t in trials(study, FINISHED))
+
+
+#: user attr of a trial whose point was already evaluated (the trial number that evaluated it)
+REPEAT_ATTR = "repeat_of"
+
+
+def is_repeat(trial: FrozenTrial | optuna.Trial) -> bool:
+    return REPEAT_ATTR in trial.user_attrs
+
+
+def evaluated(study: optuna.Study) -> dict[str, int]:
+    """``{point identity: trial number}`` of points evaluated (complete, pruned or running, not
+    failed: a failed point may be tried again)."""
+    done = trials(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+    out: dict[str, int] = {}
+    for t in sorted(done, key=lambda t: t.number):
+        identity = t.user_attrs.get("identity")
+        if identity and not is_repeat(t):
+            out.setdefault(identity, t.number)
+    return out
+
+
+#: user attrs that define what a queued trial evaluates (an anchor's preset), kept by its retry
+KEPT_ON_RETRY = ("anchor",)
 
 
 def recover_interrupted(study: optuna.Study, retry_failed: bool) -> int:
@@ -194,7 +218,8 @@ def recover_interrupted(study: optuna.Study, retry_failed: bool) -> int:
         params = fixed_params(trial)
         if trial.number in retried or not params:
             continue
-        study.enqueue_trial(params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        kept = {k: trial.user_attrs[k] for k in KEPT_ON_RETRY if k in trial.user_attrs}
+        study.enqueue_trial(params, user_attrs={"retry_of": trial.number, **kept}, skip_if_exists=False)
         recovered += 1
     return recovered
 

@@ -33,12 +33,12 @@ from fastvitsearch import study as studies
 from fastvitsearch.accuracy import AccuracySource, make_sources
 from fastvitsearch.config import register_configs
 from fastvitsearch.pareto import pareto_front
-from fastvitsearch.point import Point, evaluate
+from fastvitsearch.point import OVER_BUDGET, Point, evaluate
 from fastvitsearch.profile.devices import Device, device_from_config
 from fastvitsearch.profile.runtimes import RuntimeMismatch
 from fastvitsearch.record import TrialRecord
 from fastvitsearch.results import RECORD_ATTR, sqlite_url, trials_table, write_meta, write_tables
-from fastvitsearch.space import anchor_params, grid_points, suggest_point
+from fastvitsearch.space import anchor_trials, grid_points, suggest_point
 from fastvitsearch.spec import SpecError
 from fastvitsearch.study import INTERRUPTED, StorageOptions
 
@@ -115,9 +115,9 @@ class SamplerStrategy:
     def prepare(self, study: optuna.Study) -> int:
         if studies.trials(study):
             return 0
-        anchors = anchor_params(self.space)
-        for params in anchors:
-            study.enqueue_trial(params, user_attrs={"anchor": params["family"]})
+        anchors = anchor_trials(self.space)
+        for params, attrs in anchors:
+            study.enqueue_trial(params, user_attrs=attrs)
         return len(anchors)
 
     def planned(self, study: optuna.Study) -> int:
@@ -132,13 +132,15 @@ class SamplerStrategy:
 
     def exhausted(self, study: optuna.Study) -> bool:
         started = studies.trials(study, (*studies.FINISHED, TrialState.RUNNING))
-        return len(started) >= self.n_trials
+        return sum(not studies.is_repeat(t) for t in started) >= self.n_trials
 
     def point(self, trial: optuna.Trial) -> Point:
         return suggest_point(trial, self.space)
 
 
 Strategy = GridStrategy | SamplerStrategy
+#: a sampler that keeps proposing evaluated points has nothing new left to try
+MAX_REPEATS_IN_A_ROW = 50
 SEARCH_NAMES = ("grid", "nsga2", "tpe", "random")
 
 
@@ -366,7 +368,14 @@ def _evaluate_trial(setup: SweepSetup, trial: optuna.Trial) -> tuple[TrialState,
     """Run one trial: (state, objective values, the line to print). Raises what it cannot record."""
     point = setup.strategy.point(trial)
     trial.set_user_attr("point", point.key)
-    record = evaluate(point, setup.device, setup.sources, setup.metric, setup.text_tokens)
+    identity = point.identity
+    trial.set_user_attr("identity", identity)
+    earlier = studies.evaluated(trial.study).get(identity)
+    if earlier is not None and earlier != trial.number:
+        # the sampler drew a point already evaluated: its record stands, this draw costs nothing
+        trial.set_user_attr(studies.REPEAT_ATTR, earlier)
+        return TrialState.PRUNED, None, f"{point.key}: repeat of trial {earlier} (same architecture, resolution, LLM)"
+    record = evaluate(point, setup.device, setup.sources, setup.metric, setup.text_tokens, setup.ttft_budget_ms)
     trial.set_user_attr(RECORD_ATTR, record.to_row())
     if setup.ttft_budget_ms is not None and record.ttft_ms is not None:
         excess = record.ttft_ms.value - setup.ttft_budget_ms  # feasible when <= 0
@@ -374,6 +383,10 @@ def _evaluate_trial(setup: SweepSetup, trial: optuna.Trial) -> tuple[TrialState,
         trial.set_user_attr("ttft_over_budget_ms", excess)
     values = {name: _objective_value(record, name) for name in setup.objectives}
     missing = [name for name, value in values.items() if value is None]
+    if missing and any(r.startswith(OVER_BUDGET) for r in record.refusals):
+        message = next(r for r in record.refusals if r.startswith(OVER_BUDGET))
+        trial.set_user_attr("missing", message)
+        return TrialState.PRUNED, None, f"{point.key}: infeasible, {message}"
     if missing:
         reasons = "; ".join(record.refusals) or "no accuracy source configured"
         message = f"no value for {', '.join(missing)} ({reasons})"
@@ -434,7 +447,7 @@ def run(setup: SweepSetup) -> SweepOutcome:
             + (f", {recovered} interrupted point(s) re-enqueued" if recovered else "")
             + (f" (worker {setup.worker_id}, shared with others)" if setup.worker else "")
         )
-        ran = failed = 0
+        ran = failed = repeats = 0
         bar = tqdm(total=planned, disable=setup.quiet or not sys.stderr.isatty(), unit="trial", dynamic_ncols=True)
         while (trial := _next_trial(setup, study, ran, planned)) is not None:
             start = time.perf_counter()
@@ -456,6 +469,17 @@ def run(setup: SweepSetup) -> SweepOutcome:
                     failed += 1
                     line = f"{trial.user_attrs.get('point', f'trial {trial.number}')}: FAIL {message}"
                 study.tell(trial, values, state=state, skip_if_finished=True)
+            if studies.is_repeat(trial):
+                repeats += 1
+                if repeats >= MAX_REPEATS_IN_A_ROW:
+                    setup.say(
+                        f"stopped: the sampler drew {repeats} already-evaluated points in a row (space exhausted?)"
+                    )
+                    break
+                if not setup.quiet:
+                    tqdm.write(f"[repeat] {line}")
+                continue
+            repeats = 0
             ran += 1
             if not setup.worker:  # workers leave the table to the launcher (a shared file is a race)
                 write_tables(study, setup.directory)

@@ -99,6 +99,8 @@ def test_arch_search_runs_anchors_first_with_the_budget_as_constraint(tmp_path):
             tmp_path,
             "+experiment=arch_search",
             "device=paper_m1max",
+            "accuracy=none",
+            "objectives.maximize=[visual_tokens]",
             "search.n_trials=8",
             "search.population_size=4",
             "ttft_budget_ms=400",
@@ -124,7 +126,14 @@ def test_an_interrupted_search_trial_is_retried_and_does_not_use_up_the_budget(t
         return real_evaluate(point, *args, **kwargs)
 
     # 8 trials: the 6 anchors (the third one is interrupted), its retry, and 1 sampled
-    overrides = ["+experiment=arch_search", "device=paper_m1max", "search.n_trials=8", "search.population_size=4"]
+    overrides = [
+        "+experiment=arch_search",
+        "device=paper_m1max",
+        "accuracy=none",
+        "objectives.maximize=[visual_tokens]",
+        "search.n_trials=8",
+        "search.population_size=4",
+    ]
     monkeypatch.setattr(sweep_module, "evaluate", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(_cfg(tmp_path, *overrides))

@@ -34,6 +34,7 @@ SOURCE_TABLE = {
     "published": "fastvitsearch.accuracy.published:PublishedAccuracy",
     "predicted": "fastvitsearch.accuracy.predicted:PredictedAccuracy",
     "proxy": "fastvitsearch.accuracy.proxy:ProxyAccuracy",
+    "proxy_calibrated": "fastvitsearch.accuracy.proxy_calibrated:ProxyCalibratedAccuracy",
     "results_file": "fastvitsearch.accuracy.results_file:ResultsFileAccuracy",
 }
 

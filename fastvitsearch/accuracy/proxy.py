@@ -1,19 +1,24 @@
 """Accuracy ``proxy``: a real, small training run on what FastVLM is about — reading small text
-in a high-resolution image — for any encoder spec at any resolution, on this CPU.
+on a high-resolution page — for any encoder spec at any resolution, on this CPU.
 
-Task. A page of ``canvas`` px holds a ``grid x grid`` table of digits rendered with Pillow's
-bundled font at several sizes (some small), on a cluttered background (lines, boxes, noise). The
-page is resized to the trial's resolution; the target is the digit in every cell. Pages are
-generated on the fly from the seed; the held-out pages come from a disjoint seed range.
+Task. A page is a ``canvas``-px document: a grid of ``cell``-px cells, each holding one digit
+rendered with Pillow's bundled font at one of several sizes (most of them small), on a cluttered
+background (rules, boxes, noise). The page is seen at the trial's resolution, so a 10-px digit
+on a 1024-px page is 2.5 px at 256 px input and unreadable: resolution matters exactly as in
+TextVQA. Pages come from the seed; held-out pages from a disjoint seed range.
+
+Matched compute. Every training and evaluation step sees a ``window``-px crop of the page at the
+trial's resolution (the whole page when the resolution is smaller), so every candidate costs the
+same per step whatever its resolution, and tokens per glyph are those of the full image. Every
+window is supervised on the same number of cells (``cells_per_window``).
 
 Model. A scaled-down copy of the spec (same stages, mixers and strides; widths x
-``width_scale``, rounded to the attention head dim where needed; depths x ``depth_scale``,
-at least 1) built with the same builder, then LLaVA's projector shape (Linear, GELU, Linear to
-``hidden``), then a light linear read-out on every visual token. Tokens are aligned to the
-digit grid: a token grid finer than the digit grid is average-pooled to it; a coarser one
-predicts ``k x k`` cells per token (so too few tokens means too little capacity per cell — the
-effect the paper reports). Per-token supervision is what makes this learnable in minutes;
-whole-image read-outs stay at chance.
+``width_scale``, depths x ``depth_scale``) from the same builder, then LLaVA's projector shape
+(Linear, GELU, Linear to ``hidden``), then a read-out that asks, for each cell, the visual token
+covering the cell's centre and where in that token the cell lies (a learned offset embedding),
+and answers its digit with a small MLP — the way an LLM reads a position out of the visual
+tokens. Too few tokens means several cells must share one token's ``hidden`` numbers: the
+capacity effect the paper reports for stride-64 encoders at low resolution.
 
 Output: held-out accuracy (overall and per font size) with a Wilson 95 % interval, cached by
 (spec hash, resolution, proxy config, seed).
@@ -22,6 +27,7 @@ Output: held-out accuracy (overall and per font size) with a Wilson 95 % interva
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -43,99 +49,225 @@ from fastvitsearch.torch_threads import fixed_threads
 EVAL_SEED_OFFSET = 1_000_000
 #: what the proxy scores (the record's accuracy_metric)
 METRIC = "proxy-glyph-reading"
+#: bump when the task or the model changes, so cached runs of an older proxy are not reused
+PROXY_VERSION = 2
+#: grey-level statistics of the pages, to normalize the input (the mean background is light)
+PAGE_MEAN, PAGE_STD = 0.75, 0.25
+#: pages are drawn at this many times the input resolution (at most canvas size), then reduced
+SUPERSAMPLE = 2.0
 
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    canvas: int = 512
-    grid: int = 8
-    font_sizes: tuple[int, ...] = (10, 14, 20)
+    """The proxy's settings; every field is validated with the config key it came from."""
+
+    canvas: int = 1024
+    cell: int = 32
+    font_sizes: tuple[int, ...] = (8, 12, 18, 27)
+    occupancy: float = 0.5
     clutter: bool = True
-    steps: int = 300
-    seconds: float | None = None  # stop early after this much training time
+    window: int = 256
+    cells_per_window: int = 32
+    steps: int = 200
     batch: int = 8
-    lr: float = 2e-3
+    lr: float = 3e-3
     width_scale: float = 0.125
     depth_scale: float = 0.25
-    hidden: int = 64
-    eval_pages: int = 48
+    hidden: int = 128
+    eval_windows: int = 64
     threads: int = 1
+    #: torch device to train on (``cuda`` where one is lent); not part of the task
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.canvas % self.grid:
-            raise SpecError("accuracy.proxy.canvas", f"{self.canvas} is not a multiple of grid={self.grid}")
-        if self.steps < 1 or self.batch < 1 or self.eval_pages < 1:
-            raise SpecError("accuracy.proxy.steps", "steps, batch and eval_pages must be >= 1")
+        for field in ("canvas", "cell", "window", "cells_per_window", "steps", "batch", "hidden", "eval_windows"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(f"accuracy.proxy.{field}", f"must be a positive integer, got {value!r}")
+        if self.canvas % self.cell:
+            raise SpecError("accuracy.proxy.cell", f"{self.cell} px does not divide canvas={self.canvas}")
+        if not self.font_sizes or any(not 4 <= s <= self.cell for s in self.font_sizes):
+            raise SpecError(
+                "accuracy.proxy.font_sizes", f"must be sizes in [4, cell={self.cell}] px, got {self.font_sizes}"
+            )
+        if not 0 < self.occupancy <= 1:
+            raise SpecError("accuracy.proxy.occupancy", f"must be in (0, 1], got {self.occupancy!r}")
+        for field in ("lr", "width_scale", "depth_scale"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise SpecError(f"accuracy.proxy.{field}", f"must be a positive number, got {value!r}")
+        if self.threads < 1:
+            raise SpecError("accuracy.proxy.threads", f"must be >= 1, got {self.threads!r}")
+
+    @property
+    def grid(self) -> int:
+        return self.canvas // self.cell
 
 
-def render_page(rng: np.random.Generator, config: ProxyConfig) -> tuple[Image.Image, np.ndarray, np.ndarray]:
-    """One page: the image, the digit in each cell, and each cell's font-size index."""
-    size = config.canvas
-    background = rng.integers(170, 256)
-    image = Image.new("L", (size, size), int(background))
-    draw = ImageDraw.Draw(image)
-    if config.clutter:
-        for _ in range(int(rng.integers(20, 40))):
-            x0, y0, x1, y1 = (int(v) for v in rng.integers(0, size, 4))
-            shade = int(rng.integers(110, 230))
-            if rng.random() < 0.5:
-                draw.line((x0, y0, x1, y1), fill=shade, width=int(rng.integers(1, 3)))
+@functools.lru_cache(maxsize=256)
+def _glyph(digit: int, size: int) -> tuple[np.ndarray, int, int]:
+    """The digit's coverage mask (float32 in [0, 1]) at ``size`` px with Pillow's bundled font,
+    and its box origin: stamped with numpy, ~20x faster than drawing every cell with Pillow."""
+    font = ImageFont.load_default(size=size)
+    left, top, right, bottom = font.getbbox(str(digit))
+    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), str(digit), fill=255, font=font)
+    return np.asarray(mask, dtype=np.float32) / 255.0, left, top
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page's content, fixed by its seed: digits, font-size indices, glyph offsets, clutter."""
+
+    digits: np.ndarray  # [grid, grid]
+    sizes: np.ndarray  # [grid, grid] index into font_sizes
+    jitter: np.ndarray  # [grid, grid, 2] in [0, 1): where the glyph sits in its cell's slack
+    clutter: list[tuple[int, ...]]
+    background: int
+    ink: np.ndarray  # [grid, grid]
+    occupied: np.ndarray  # [grid, grid] bool: cells that hold a digit (text is sparse, as in photos)
+
+    @classmethod
+    def from_seed(cls, seed: int, config: ProxyConfig) -> Page:
+        rng = np.random.default_rng(seed)
+        g, size = config.grid, config.canvas
+        clutter = []
+        if config.clutter:
+            for _ in range(int(rng.integers(40, 80))):
+                x0, y0, x1, y1 = (int(v) for v in rng.integers(0, size, 4))
+                clutter.append(
+                    (int(rng.random() < 0.5), x0, y0, x1, y1, int(rng.integers(110, 230)), int(rng.integers(1, 3)))
+                )
+        return cls(
+            digits=rng.integers(0, 10, (g, g)),
+            sizes=rng.integers(0, len(config.font_sizes), (g, g)),
+            jitter=rng.random((g, g, 2)),
+            clutter=clutter,
+            background=int(rng.integers(170, 256)),
+            ink=rng.integers(0, 70, (g, g)),
+            occupied=rng.random((g, g)) < config.occupancy,
+        )
+
+    def render(self, x0: int, y0: int, side: int, config: ProxyConfig, zoom: float = 1.0) -> np.ndarray:
+        """The page region ``[x0, x0+side) x [y0, y0+side)`` in canvas pixels, drawn at ``zoom``
+        (output ``round(side * zoom)`` px; glyphs at ``zoom`` x their size), only its cells drawn,
+        as float32 grey levels in [0, 255]."""
+        out = int(round(side * zoom))
+        image = Image.new("L", (out, out), self.background)
+        draw = ImageDraw.Draw(image)
+        for is_line, ax, ay, bx, by, shade, width in self.clutter:
+            ax, ay, bx, by = ((v - o) * zoom for v, o in ((ax, x0), (ay, y0), (bx, x0), (by, y0)))
+            if is_line:
+                draw.line((ax, ay, bx, by), fill=shade, width=width)
             else:
-                draw.rectangle((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), outline=shade)
-    cell = size // config.grid
-    digits = rng.integers(0, 10, (config.grid, config.grid))
-    sizes = rng.integers(0, len(config.font_sizes), (config.grid, config.grid))
-    for row in range(config.grid):
-        for col in range(config.grid):
-            font = ImageFont.load_default(size=config.font_sizes[sizes[row, col]])
-            text = str(digits[row, col])
-            left, top, right, bottom = font.getbbox(text)
-            slack_x, slack_y = max(0, cell - (right - left)), max(0, cell - (bottom - top))
-            x = col * cell + int(rng.integers(0, slack_x + 1)) - left
-            y = row * cell + int(rng.integers(0, slack_y + 1)) - top
-            draw.text((x, y), text, fill=int(rng.integers(0, 70)), font=font)
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
-    pixels = np.clip(pixels + rng.normal(0, 0.03, pixels.shape).astype(np.float32), 0, 1)
-    return Image.fromarray((pixels * 255).astype(np.uint8)), digits, sizes
+                draw.rectangle((min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)), outline=shade)
+        pixels = np.asarray(image, dtype=np.float32).copy()
+        c = config.cell
+        first_row, last_row = max(0, y0 // c), min(config.grid, -(-(y0 + side) // c))
+        first_col, last_col = max(0, x0 // c), min(config.grid, -(-(x0 + side) // c))
+        for row in range(first_row, last_row):
+            for col in range(first_col, last_col):
+                if not self.occupied[row, col]:
+                    continue
+                size = max(4, int(round(config.font_sizes[self.sizes[row, col]] * zoom)))
+                mask, _, _ = _glyph(int(self.digits[row, col]), size)
+                h, w = mask.shape
+                cell = c * zoom
+                x = int((col * c - x0) * zoom + self.jitter[row, col, 0] * max(0.0, cell - w))
+                y = int((row * c - y0) * zoom + self.jitter[row, col, 1] * max(0.0, cell - h))
+                ya, yb, xa, xb = max(0, y), min(out, y + h), max(0, x), min(out, x + w)
+                if ya >= yb or xa >= xb:
+                    continue
+                alpha = mask[ya - y : yb - y, xa - x : xb - x]
+                target = pixels[ya:yb, xa:xb]
+                pixels[ya:yb, xa:xb] = target + alpha * (float(self.ink[row, col]) - target)
+        return pixels
 
 
-def batch(seed: int, count: int, resolution: int, config: ProxyConfig) -> tuple[torch.Tensor, ...]:
-    """``count`` pages from ``seed``: images [B,3,res,res] in [0,1], digits and size indices."""
-    rng = np.random.default_rng(seed)
-    images, digits, sizes = [], [], []
-    for _ in range(count):
-        page, d, s = render_page(rng, config)
-        if resolution != config.canvas:
-            page = page.resize((resolution, resolution), Image.Resampling.BILINEAR)
-        images.append(torch.from_numpy(np.asarray(page, dtype=np.float32) / 255.0))
-        digits.append(torch.from_numpy(d))
-        sizes.append(torch.from_numpy(s))
+def window_side(spec: EncoderSpec, resolution: int, config: ProxyConfig) -> int:
+    """The crop side in input pixels: ``window`` rounded down to the output stride, or the whole
+    image when the resolution is smaller."""
+    stride = spec.output_stride
+    side = max(stride, (config.window // stride) * stride)
+    return min(side, resolution)
+
+
+def windows(
+    seed: int, count: int, resolution: int, side: int, config: ProxyConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``count`` crops from pages ``seed, seed+1, …`` seen at ``resolution``.
+
+    Returns images ``[B,3,side,side]`` in [0,1], cell centres ``[B,K,2]`` (x, y in [0,1] of the
+    window), digits ``[B,K]`` and font-size indices ``[B,K]``; the ``K`` cells are drawn from those
+    wholly inside the window (the same ``K`` for every resolution).
+    """
+    scale = config.canvas / resolution  # canvas px per input px
+    native = int(round(side * scale))
+    c = config.cell
+    if native < c:
+        raise SpecError(
+            "accuracy.proxy.window",
+            f"a {side}-px window at {resolution} px covers {native} page px, less than one {c}-px cell; "
+            "raise window or canvas",
+        )
+    images, centres, digits, sizes = [], [], [], []
+    for i in range(count):
+        page = Page.from_seed(seed + i, config)
+        rng = np.random.default_rng((seed + i, 7))
+        x0 = int(rng.integers(0, (config.canvas - native) // c + 1)) * c if native < config.canvas else 0
+        y0 = int(rng.integers(0, (config.canvas - native) // c + 1)) * c if native < config.canvas else 0
+        # drawn at (at most) twice the input resolution, then reduced: Pillow's reducing resize
+        # filters like a camera at the lower resolution, at a quarter of the cost of full size
+        region = page.render(x0, y0, native, config, zoom=min(1.0, SUPERSAMPLE * side / native))
+        if region.shape[0] != side:
+            region = np.asarray(Image.fromarray(region).resize((side, side), Image.Resampling.BILINEAR))
+        pixels = np.clip(region / 255.0 + rng.normal(0, 0.03, region.shape), 0, 1).astype(np.float32)
+        images.append(torch.from_numpy(pixels))
+        inside = native // c
+        held = page.occupied[y0 // c : y0 // c + inside, x0 // c : x0 // c + inside]
+        rows, cols = np.nonzero(held) if held.any() else np.nonzero(np.ones_like(held))
+        pick = rng.choice(rows.size, size=config.cells_per_window, replace=rows.size < config.cells_per_window)
+        rows, cols = rows[pick], cols[pick]
+        page_rows, page_cols = rows + y0 // c, cols + x0 // c
+        centres.append(torch.from_numpy(np.stack([(cols + 0.5) * c / native, (rows + 0.5) * c / native], -1)).float())
+        digits.append(torch.from_numpy(page.digits[page_rows, page_cols]))
+        sizes.append(torch.from_numpy(page.sizes[page_rows, page_cols]))
     x = torch.stack(images)[:, None].expand(-1, 3, -1, -1).contiguous()
-    return x, torch.stack(digits).long(), torch.stack(sizes).long()
+    return x, torch.stack(centres), torch.stack(digits).long(), torch.stack(sizes).long()
 
 
 class ProxyModel(nn.Module):
-    """Encoder -> mlp2x_gelu projector -> per-token read-out aligned to the digit grid."""
+    """Encoder -> mlp2x_gelu projector -> per-cell read-out from the token under the cell.
 
-    def __init__(self, spec: EncoderSpec, resolution: int, config: ProxyConfig) -> None:
+    A token covering ``S x S`` cells (``S`` from the stride, resolution and cell size) carries
+    ``S*S`` digit answers: a linear head gives ``S*S*10`` logits per token and each cell takes
+    the slot it falls in — the old fixed read-out of the glyph grid, generalized to crops. Few
+    tokens therefore means many answers per token's ``hidden`` numbers (the capacity effect).
+    """
+
+    def __init__(self, spec: EncoderSpec, side: int, resolution: int, config: ProxyConfig) -> None:
         super().__init__()
-        self.encoder = build_encoder(spec, resolution)
-        self.token_grid = spec.grid(resolution)
-        self.cells_per_token = max(1, math.ceil(config.grid / self.token_grid))
-        self.grid = config.grid
+        self.encoder = build_encoder(spec, side)
+        self.token_grid = spec.grid(side)
+        cells_per_token = spec.output_stride * config.canvas / (resolution * config.cell)
+        self.slots = max(1, math.ceil(cells_per_token - 1e-9))
         self.projector = nn.Sequential(
             nn.Linear(spec.feature_width, config.hidden), nn.GELU(), nn.Linear(config.hidden, config.hidden)
         )
-        self.readout = nn.Linear(config.hidden, 10 * self.cells_per_token**2)
+        self.readout = nn.Linear(config.hidden, self.slots * self.slots * 10)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        tokens = self.projector(self.encoder.features(images))
-        b, g, k = images.shape[0], self.token_grid, self.cells_per_token
-        logits = self.readout(tokens).view(b, g, g, 10, k, k)
-        logits = logits.permute(0, 3, 1, 4, 2, 5).reshape(b, 10, g * k, g * k)  # [B, 10, gk, gk]
-        if g * k != self.grid:
-            logits = F.adaptive_avg_pool2d(logits, self.grid)
-        return logits  # [B, 10, grid, grid]
+    def forward(self, images: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        images = (images - PAGE_MEAN) / PAGE_STD  # as a VLM's image processor normalizes
+        tokens = self.projector(self.encoder.features(images))  # [B, g*g, hidden]
+        g, s = self.token_grid, self.slots
+        position = centres * g  # in token units
+        index = position.floor().clamp(0, g - 1)
+        flat = (index[..., 1] * g + index[..., 0]).long()  # [B, K]
+        picked = torch.gather(tokens, 1, flat[..., None].expand(-1, -1, tokens.shape[-1]))
+        slot = ((position - index) * s).floor().clamp(0, s - 1).long()  # [B, K, 2]: x, y sub-cell
+        logits = self.readout(picked).view(*picked.shape[:2], s * s, 10)
+        choice = (slot[..., 1] * s + slot[..., 0])[..., None, None].expand(-1, -1, 1, 10)
+        return torch.gather(logits, 2, choice).squeeze(2)  # [B, K, 10]
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -148,35 +280,35 @@ def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, f
 
 
 def train_and_evaluate(spec: EncoderSpec, resolution: int, config: ProxyConfig, seed: int = 0) -> dict[str, Any]:
-    """Train the proxy model from scratch and score it on the fixed held-out pages."""
+    """Train the proxy model from scratch and score it on the fixed held-out windows."""
     spec.tokens(resolution)
     small = spec.scaled(config.width_scale, config.depth_scale)
+    side = window_side(spec, resolution, config)
     with fixed_threads(config.threads):
         torch.manual_seed(seed)
-        model = ProxyModel(small, resolution, config)
+        model = ProxyModel(small, side, resolution, config).to(config.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps)
-        start, steps_done = time.perf_counter(), 0
+        start = time.perf_counter()
         model.train()
         for step in range(config.steps):
-            images, digits, _ = batch(seed * 100_003 + step, config.batch, resolution, config)
-            loss = F.cross_entropy(model(images), digits)
+            data = windows((seed * 100_003 + step) * config.batch, config.batch, resolution, side, config)
+            images, centres, digits, _ = (t.to(config.device) for t in data)
+            loss = F.cross_entropy(model(images, centres).flatten(0, 1), digits.flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            steps_done += 1
-            if config.seconds is not None and time.perf_counter() - start > config.seconds:
-                break
         train_seconds = time.perf_counter() - start
         model.eval()
         correct = torch.zeros(len(config.font_sizes))
         total = torch.zeros(len(config.font_sizes))
         with torch.inference_mode():
-            for i in range(0, config.eval_pages, config.batch):
-                n = min(config.batch, config.eval_pages - i)
-                images, digits, sizes = batch(EVAL_SEED_OFFSET + i, n, resolution, config)
-                hits = (model(images).argmax(1) == digits).float()
+            for i in range(0, config.eval_windows, config.batch):
+                n = min(config.batch, config.eval_windows - i)
+                images, centres, digits, sizes = windows(EVAL_SEED_OFFSET + i, n, resolution, side, config)
+                logits = model(images.to(config.device), centres.to(config.device))
+                hits = (logits.argmax(-1).cpu() == digits).float()
                 for s in range(len(config.font_sizes)):
                     mask = sizes == s
                     correct[s] += hits[mask].sum()
@@ -192,39 +324,78 @@ def train_and_evaluate(spec: EncoderSpec, resolution: int, config: ProxyConfig, 
         },
         "cells": count,
         "chance": 10.0,
-        "steps": steps_done,
+        "steps": config.steps,
+        "window": side,
         "train_seconds": round(train_seconds, 1),
         "proxy_params": sum(p.numel() for p in model.parameters()),
         "proxy_spec": small.to_dict(),
     }
 
 
+def proxy_config(options: dict[str, Any]) -> ProxyConfig:
+    """A :class:`ProxyConfig` from config keys; an unknown key is named in the error."""
+    known = {f.name for f in dataclasses.fields(ProxyConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise SpecError(f"accuracy.proxy.{unknown[0]}", f"unknown proxy setting; known: {sorted(known)}")
+    options = dict(options)
+    if "font_sizes" in options:
+        options["font_sizes"] = tuple(options["font_sizes"])
+    return ProxyConfig(**options)
+
+
 class ProxyAccuracy:
-    """The sweep-facing source: one cached proxy run per (spec, resolution); the LLM is ignored
-    (the proxy reads with a fixed light head), so its value is the same for every LLM."""
+    """The sweep-facing source: one cached proxy run per (spec, resolution, seed); the LLM is
+    ignored (the proxy reads with a fixed light head), so its value is the same for every LLM.
+    Several ``seeds`` are averaged (their spread is the reported error)."""
 
     name = "proxy"
 
-    def __init__(self, seed: int = 0, cache_dir: str | None = None, **config: Any) -> None:
-        if "font_sizes" in config:
-            config["font_sizes"] = tuple(config["font_sizes"])
-        self.config = ProxyConfig(**config)
-        self.seed = seed
+    def __init__(
+        self, seed: int | None = None, seeds: list[int] | None = None, cache_dir: str | None = None, **config: Any
+    ) -> None:
+        self.config = proxy_config(config)
+        self.seeds = [seed] if seed is not None else list(seeds or [0])
+        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
+            raise SpecError("accuracy.proxy.seeds", f"must be a list of integers, got {self.seeds!r}")
         self.cache = MeasurementCache(cache_dir)
 
-    def run(self, spec: EncoderSpec, resolution: int) -> dict[str, Any]:
+    def run(self, spec: EncoderSpec, resolution: int, seed: int) -> dict[str, Any]:
         key = {
             "kind": "proxy",
+            "version": PROXY_VERSION,
             "spec_hash": spec.content_hash,
             "resolution": resolution,
-            "config": dataclasses.asdict(self.config),
-            "seed": self.seed,
+            "config": {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("threads", "device")},
+            "seed": seed,
         }
         if (hit := self.cache.get(key)) is not None:
             return hit
-        result = train_and_evaluate(spec, resolution, self.config, self.seed)
+        result = train_and_evaluate(spec, resolution, self.config, seed)
         self.cache.put(key, result)
         return result
+
+    def score(self, spec: EncoderSpec, resolution: int) -> Sourced:
+        """Mean proxy accuracy over the seeds; error = half the 95 % interval (Wilson for one seed,
+        the seeds' standard error otherwise), relative to the value."""
+        runs = [self.run(spec, resolution, seed) for seed in self.seeds]
+        values = np.array([r["accuracy"] for r in runs])
+        mean = float(values.mean())
+        if len(runs) == 1:
+            half = (runs[0]["ci95"][1] - runs[0]["ci95"][0]) / 2
+        else:
+            half = 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values))
+        detail = {
+            "seeds": self.seeds,
+            "per_seed": [round(v, 2) for v in values],
+            "by_font_size": runs[0]["by_font_size"],
+            "steps": runs[0]["steps"],
+            "train_seconds": sum(r["train_seconds"] for r in runs),
+            "proxy_params": runs[0]["proxy_params"],
+            "cells": sum(r["cells"] for r in runs),
+        }
+        label = f"glyph-page[v{PROXY_VERSION},{self.config.canvas}px,seeds={','.join(map(str, self.seeds))}]"
+        return Sourced(round(mean, 2), "proxy", label, round(half / max(mean, 1e-9), 4), detail)
 
     def diagnostics(self) -> list[str]:
         return []
@@ -232,14 +403,7 @@ class ProxyAccuracy:
     def lookup(self, encoder: EncoderSpec, resolution: int, llm: LLMSpec, metric: str) -> Sourced | Refusal:
         if metric != METRIC:
             return Refusal(self.name, f"the proxy scores {METRIC}, not {metric}")
-        result = self.run(encoder, resolution)
-        low, high = result["ci95"]
-        error = (high - low) / 2 / max(result["accuracy"], 1e-9)
-        detail = {k: result[k] for k in ("ci95", "by_font_size", "steps", "train_seconds", "proxy_params", "cells")}
-        return Sourced(
-            round(result["accuracy"], 2),
-            "proxy",
-            f"glyph-grid[{self.config.grid}x{self.config.grid},seed={self.seed}]",
-            round(error, 4),
-            detail,
-        )
+        try:
+            return self.score(encoder, resolution)
+        except SpecError as err:
+            return Refusal(self.name, str(err))

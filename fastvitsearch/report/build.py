@@ -186,6 +186,65 @@ def _export_front(front: Any, out: Path, caption: str) -> list[Path]:
     return [csv_path, tex_path]
 
 
+def _search_sections(ctx: Context, out: Path, report: Report) -> list[tuple[str, str]]:
+    """For a search: which found designs dominate which anchor, the front's architectures, and, when
+    accuracy is the calibrated proxy, how well the proxy ranks the paper's points (its validity)."""
+    config = ctx.meta.get("config", {})
+    sections: list[tuple[str, str]] = []
+    if config.get("search", {}).get("name", "grid") != "grid":
+        done = data.completed(ctx.table)
+        beaten = data.dominance(ctx.table, ctx.objectives)
+        if len(beaten):
+            wins = (beaten["dominated_by"] != "none").sum()
+            summary = (
+                f"{wins} of {len(beaten)} anchor(s) are dominated by a design the search found."
+                if wins
+                else "No design the search found dominates an anchor (the paper's encoders)."
+            )
+            sections.append(
+                (
+                    "What the search found",
+                    f'<p class="note">{html.esc(summary)} Values as recorded; their sources and errors are in '
+                    "the Pareto set below. Anchors carry their family's marker in the front figure; the "
+                    "search's designs are 'custom'.</p>" + html.table_html(beaten, sortable=False),
+                )
+            )
+        if len(done) and all(c in done for c in ctx.objectives):
+            shapes = data.front_architectures(pareto_front(done, ctx.objectives))
+            sections.append(
+                (
+                    "Front architectures",
+                    '<p class="note">R = RepMixer stage, A = attention stage; stride = output stride.</p>'
+                    + html.table_html(shapes, sortable=False),
+                )
+            )
+    sources = config.get("accuracy", {}).get("sources") or []
+    if "proxy_calibrated" in sources:
+        from fastvitsearch.accuracy.calibration import ProxyRuns, rank_agreement
+
+        metric = config["accuracy"].get("metric", "TextVQA")
+        runs = ProxyRuns.load((config["accuracy"].get("proxy_calibrated") or {}).get("calibration"))
+        paired, published, _ = runs.paired(metric)
+        agreement = rank_agreement([r.accuracy for r in paired], published, n_boot=500)
+        path = out / "proxy_validity.png"
+        title = f"Proxy vs published {metric}: Kendall tau {agreement.kendall_tau:.2f} ({len(paired)} points)"
+        report.pngs.append(png.proxy_validity(runs, metric, title, path))
+        note = (
+            f"The accuracy axis is the proxy calibrated on the paper's {len(paired)} validation points "
+            f"(measured on {runs.measured_on}). Kendall tau {agreement.kendall_tau:.2f} "
+            f"(95 % over seeds {agreement.tau_ci95_seeds}, over points {agreement.tau_ci95_points}), Spearman "
+            f"rho {agreement.spearman_rho:.2f}. Target: tau >= 0.7; below it the ranking of new designs by "
+            "accuracy is not supported by the validation."
+        )
+        sections.append(
+            (
+                "Proxy validity",
+                f'<p class="note">{html.esc(note)}</p><img src="{html.esc(path.name)}" alt="proxy validity">',
+            )
+        )
+    return sections
+
+
 def default_report_dir(sweep_dir: Path, meta: dict) -> Path:
     """``reports/<experiment>/<study>``, beside the ``sweeps/`` folder the study lives in."""
     experiment = meta.get("experiment") or sweep_dir.parent.name
@@ -253,6 +312,7 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, only_
                 + html.table_html(claims, sortable=False),
             ),
         )
+    sections += _search_sections(ctx, out, report)
     done = data.completed(table)
     if len(done) and all(c in done for c in objectives):
         front = pareto_front(done, objectives)

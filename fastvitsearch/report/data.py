@@ -325,3 +325,69 @@ def method(table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
         "accuracy_recipes": sorted(set(recipes)),
         "trials": {state: int(n) for state, n in table["state"].value_counts().items()} if "state" in table else {},
     }
+
+
+# --- architecture search: what was found ------------------------------------------------------
+def is_anchor(table: pd.DataFrame) -> pd.Series:
+    """Rows of the paper's encoders (a preset family); ``custom`` rows are the search's designs."""
+    return table["family"].fillna("custom") != "custom"
+
+
+def architecture(spec: Any) -> dict[str, Any]:
+    """A spec's shape in one row: stages, widths, depths, mixers, stride (hybrid specs; others say
+    their kind)."""
+    data = json.loads(spec) if isinstance(spec, str) else dict(spec or {})
+    stages = data.get("stages") or []
+    if not stages:
+        return {"kind": data.get("kind", "?")}
+    downsamples = sum(bool(s.get("downsample")) for s in stages)
+    return {
+        "kind": data.get("kind", "hybrid"),
+        "stages": len(stages),
+        "widths": "/".join(str(s["width"]) for s in stages),
+        "depths": "/".join(str(s["depth"]) for s in stages),
+        "mixers": "/".join("A" if s["mixer"] == "attention" else "R" for s in stages),
+        "mlp": "/".join(f"{s['mlp_ratio']:g}" for s in stages),
+        "stride": 4 * 2**downsamples,
+    }
+
+
+def front_architectures(front: pd.DataFrame) -> pd.DataFrame:
+    """Each front point's architecture (R = RepMixer stage, A = attention stage), tokens included."""
+    rows = []
+    for row in front.itertuples():
+        rows.append(
+            {
+                "point": row.point,
+                "anchor": row.family != "custom",
+                **architecture(getattr(row, "spec", None)),
+                "resolution": row.resolution,
+                "visual_tokens": row.visual_tokens,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def dominance(table: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
+    """For each anchor: the search's designs that dominate it (no worse on every objective, better
+    on one), or ``none``. Values are compared as recorded; their errors are in the front table."""
+    done = completed(table)
+    if not len(done) or not all(c in done for c in objectives):
+        return pd.DataFrame()
+    anchors, found = done[is_anchor(done)], done[~is_anchor(done)]
+    sign = {c: (1.0 if d == "minimize" else -1.0) for c, d in objectives.items()}
+    rows = []
+    for anchor in anchors.itertuples():
+        better = []
+        for design in found.itertuples():
+            diffs = [sign[c] * (getattr(design, c) - getattr(anchor, c)) for c in objectives]
+            if all(d <= 0 for d in diffs) and any(d < 0 for d in diffs):
+                better.append(design.point)
+        rows.append(
+            {
+                "anchor": anchor.point,
+                **{c: getattr(anchor, c) for c in objectives},
+                "dominated_by": ", ".join(better) if better else "none",
+            }
+        )
+    return pd.DataFrame(rows)

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from fastvitsearch.accuracy.calibration import MonotoneMap, ProxyRuns  # noqa: E402
 from fastvitsearch.report.data import ProgressInfo, ScatterInfo, label  # noqa: E402
 
 MARKERS = {"ViT-L/14": "s", "FastViT": "^", "FastViTHD": "o", "tiny": "D", "custom": "P"}
@@ -182,3 +183,27 @@ def fronts(infos: dict[str, ScatterInfo], title: str, path: Path) -> Path:
     ax.set_title(title)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def proxy_validity(runs: ProxyRuns, metric: str, title: str, path: Path) -> Path:
+    """Proxy accuracy (seed mean +- sd, measured) vs the published metric, with the monotone fit."""
+    paired, published, _ = runs.paired(metric)
+    fitted = MonotoneMap.fit(metric, [r.mean for r in paired], published)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        for run, value in zip(paired, published, strict=True):
+            ax.errorbar(run.mean, value, xerr=run.sd, fmt="o", capsize=3, color="tab:blue")
+            ax.annotate(
+                f"{run.preset}@{run.resolution}", (run.mean, value), textcoords="offset points", xytext=(5, -10)
+            )
+        xs = [min(r.mean for r in paired), max(r.mean for r in paired)]
+        ax.plot(xs, [fitted(x) for x in xs], "--", color="grey", label=f"monotone fit (LOO RMSE {fitted.loo_rmse:.1f})")
+        ax.set_xlabel(f"proxy accuracy, % (mean +- sd over {len(paired[0].seeds)} seeds; measured)")
+        ax.set_ylabel(f"{metric}, % (published, LLaVA-1.5 recipe, Vicuna-7B)")
+        ax.set_title(title, fontsize=10)
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return path

@@ -1,0 +1,199 @@
+"""Does the accuracy proxy rank encoders the way the paper's benchmarks do?
+
+Runs the proxy (``fastvitsearch/accuracy/proxy.py``) on every (encoder, resolution) the paper
+publishes TextVQA for in one setting (LLaVA-1.5 recipe, Vicuna-7B; ``paper.validation_points``),
+with several seeds, and reports Kendall tau-b and Spearman rho between the seed-mean proxy and
+the published numbers, with bootstrap intervals (over seeds, and over points). The task is
+designed on TextVQA; DocVQA and the other published metrics are reported as they come out.
+
+Every attempt (a named set of proxy settings) is appended to ``results/proxy_validity/attempts.csv``
+and keeps its runs (``<attempt>.json``), so the table shows every try, not only the best.
+``--write-calibration default`` makes an attempt's runs the package's calibration
+(``fastvitsearch/data/proxy_calibration.json``, used by ``accuracy=proxy_calibrated``).
+
+    python benchmarks/proxy_validity.py --attempt v2-default --seeds 0 1 2 [--set steps=400] \
+        [--device cuda] [--write-calibration]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from fastvitsearch import paper  # noqa: E402
+from fastvitsearch.accuracy.calibration import (  # noqa: E402
+    NOT_PART_OF_THE_TASK,
+    PACKAGED,
+    MonotoneMap,
+    ProxyRun,
+    ProxyRuns,
+    rank_agreement,
+)
+from fastvitsearch.accuracy.proxy import PROXY_VERSION, ProxyConfig, proxy_config, train_and_evaluate  # noqa: E402
+from fastvitsearch.cache import MeasurementCache  # noqa: E402
+from fastvitsearch.presets import get_spec  # noqa: E402
+from fastvitsearch.report import png  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "proxy_validity"
+DATA = Path(__file__).parents[1] / "fastvitsearch" / "data"
+#: metrics reported beside TextVQA (not designed on)
+OTHER_METRICS = ("DocVQA", "ChartQA", "OCRBench", "GQA", "SQA", "POPE", "SeedBench-I", "MMMU")
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    settings = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        settings[key] = json.loads(value)
+    return settings
+
+
+def machine() -> str:
+    return (
+        f"{platform.node() or 'host'} ({platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads), torch {torch.__version__}"
+    )
+
+
+def run_points(config: ProxyConfig, seeds: list[int], cache: MeasurementCache) -> list[ProxyRun]:
+    runs = []
+    for row in paper.validation_points("TextVQA").itertuples():
+        accuracies, seconds = [], 0.0
+        for seed in seeds:
+            key = {
+                "kind": "proxy",
+                "version": PROXY_VERSION,
+                "spec_hash": get_spec(row.preset).content_hash,
+                "resolution": int(row.resolution),
+                "config": {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_PART_OF_THE_TASK},
+                "seed": seed,
+            }
+            result = cache.get(key)
+            if result is None:
+                result = train_and_evaluate(get_spec(row.preset), int(row.resolution), config, seed)
+                cache.put(key, result)
+            accuracies.append(round(result["accuracy"], 3))
+            seconds += result["train_seconds"]
+            took = result["train_seconds"]
+            print(f"  {row.preset}@{row.resolution} seed {seed}: {result['accuracy']:.1f} %  ({took} s)")
+        runs.append(ProxyRun(row.preset, int(row.resolution), tuple(seeds), tuple(accuracies), round(seconds, 1)))
+    return runs
+
+
+def agreement_rows(attempt: str, runs: ProxyRuns) -> list[dict]:
+    rows = []
+    for metric in ("TextVQA", *OTHER_METRICS):
+        paired, published, _ = runs.paired(metric)
+        if len(paired) < 4:
+            continue
+        agreement = rank_agreement([r.accuracy for r in paired], published)
+        fitted = MonotoneMap.fit(metric, [r.mean for r in paired], published)
+        rows.append(
+            {
+                "attempt": attempt,
+                "metric": metric,
+                "designed_on": metric == "TextVQA",
+                "points": agreement.n_points,
+                "kendall_tau": agreement.kendall_tau,
+                "tau_ci95_seeds": agreement.tau_ci95_seeds,
+                "tau_ci95_points": agreement.tau_ci95_points,
+                "spearman_rho": agreement.spearman_rho,
+                "rho_ci95_seeds": agreement.rho_ci95_seeds,
+                "fit_loo_rmse": round(fitted.loo_rmse, 2),
+                "fit": f"{fitted.intercept:.1f} + {fitted.slope:.3f} x proxy",
+            }
+        )
+    return rows
+
+
+def figure(attempt: str, runs: ProxyRuns, tau: float, path: Path) -> None:
+    png.proxy_validity(runs, "TextVQA", f"Proxy vs published TextVQA [{attempt}]: Kendall tau {tau:.2f}", path)
+
+
+def points_table(runs: ProxyRuns) -> pd.DataFrame:
+    rows = []
+    for run in runs.runs:
+        row = {
+            "point": f"{run.preset}@{run.resolution}",
+            "proxy_mean": round(run.mean, 2),
+            "proxy_sd": round(run.sd, 2),
+            "per_seed": " / ".join(f"{a:.1f}" for a in run.accuracy),
+            "train_s": run.train_seconds,
+        }
+        for metric in ("TextVQA", "DocVQA"):
+            hit = paper.validation_points(metric)
+            hit = hit[(hit["preset"] == run.preset) & (hit["resolution"] == run.resolution)]
+            row[f"{metric} (published)"] = f"{hit['value'].iloc[0]} ({hit['table'].iloc[0]})" if len(hit) else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attempt", required=True, help="name of this attempt (a row of attempts.csv)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="proxy settings, e.g. steps=400")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--note", default="", help="what this attempt changed, for the table")
+    parser.add_argument(
+        "--write-calibration",
+        choices=["default", "tiny"],
+        help="make these runs the package's calibration (default) or the smoke test's (tiny)",
+    )
+    args = parser.parse_args()
+
+    config = proxy_config(parse_settings(args.set))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    print(f"attempt {args.attempt}: proxy v{PROXY_VERSION} {dataclasses.asdict(config)}, seeds {args.seeds}")
+    start = time.perf_counter()
+    runs = ProxyRuns(
+        PROXY_VERSION,
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
+        machine(),
+        tuple(run_points(config, args.seeds, MeasurementCache(args.cache_dir))),
+    )
+    (RESULTS / f"{args.attempt}.json").write_text(runs.to_json())
+    rows = agreement_rows(args.attempt, runs)
+    for row in rows:
+        row["note"] = args.note
+        row["proxy_settings"] = runs.fingerprint
+        row["measured_on"] = runs.measured_on
+        row["wall_s"] = round(time.perf_counter() - start)
+    attempts_path = RESULTS / "attempts.csv"
+    attempts = pd.read_csv(attempts_path) if attempts_path.exists() else pd.DataFrame()
+    if len(attempts):
+        attempts = attempts[attempts["attempt"] != args.attempt]
+    attempts = pd.concat([attempts, pd.DataFrame(rows)], ignore_index=True)
+    attempts.to_csv(attempts_path, index=False)
+    textvqa = next(r for r in rows if r["metric"] == "TextVQA")
+    figure(args.attempt, runs, textvqa["kendall_tau"], RESULTS / f"{args.attempt}.png")
+    table = points_table(runs)
+    (RESULTS / f"{args.attempt}.md").write_text(
+        f"# Proxy validity, attempt `{args.attempt}`\n\n{args.note}\n\nMeasured on {runs.measured_on}; "
+        f"proxy v{PROXY_VERSION} settings `{runs.fingerprint}`: `{json.dumps(runs.config)}`.\n\n"
+        + table.to_markdown(index=False)
+        + "\n\n"
+        + pd.DataFrame(rows)[
+            ["metric", "designed_on", "points", "kendall_tau", "tau_ci95_seeds", "tau_ci95_points", "spearman_rho"]
+        ].to_markdown(index=False)
+        + "\n"
+    )
+    print(table.to_string(index=False))
+    print(
+        pd.DataFrame(rows)[["metric", "points", "kendall_tau", "tau_ci95_seeds", "spearman_rho"]].to_string(index=False)
+    )
+    if args.write_calibration:
+        target = DATA / PACKAGED[None if args.write_calibration == "default" else args.write_calibration]
+        target.write_text(runs.to_json())
+        print(f"calibration written: {target}")
+
+
+if __name__ == "__main__":
+    main()

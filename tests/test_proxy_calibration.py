@@ -1,0 +1,213 @@
+"""The proxy task, its validation statistics, the calibrated accuracy source, and arch_search on it:
+anchors once, no repeated evaluation, cheap first (over-budget points are not trained)."""
+
+import dataclasses
+import json
+
+import optuna
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import fastvitsearch.sweep as sweep_module
+from fastvitsearch import results
+from fastvitsearch.accuracy.calibration import MonotoneMap, ProxyRun, ProxyRuns, config_fingerprint, rank_agreement
+from fastvitsearch.accuracy.proxy import ProxyConfig, ProxyModel, proxy_config, train_and_evaluate, windows
+from fastvitsearch.accuracy.proxy_calibrated import ProxyCalibratedAccuracy
+from fastvitsearch.config import CONF_DIR
+from fastvitsearch.llm import LLM_PRESETS
+from fastvitsearch.point import OVER_BUDGET, Point, evaluate
+from fastvitsearch.presets import get_spec
+from fastvitsearch.profile.paper_device import PaperM1Max
+from fastvitsearch.record import Refusal, Sourced
+from fastvitsearch.spec import SpecError
+from fastvitsearch.sweep import run_sweep
+
+EASY = ProxyConfig(
+    canvas=256, cell=64, font_sizes=(40, 56), occupancy=1.0, window=128, cells_per_window=16, steps=120,
+    batch=8, lr=3e-3, width_scale=1.0, depth_scale=1.0, hidden=32, eval_windows=16,
+)  # fmt: skip
+
+
+def _cfg(tmp_path, *overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            config_name="config",
+            overrides=[f"output_dir={tmp_path / 'study'}", "quiet=true", f"device.cache_dir={tmp_path}", *overrides],
+        )
+
+
+# --- the task ----------------------------------------------------------------------------------
+def test_windows_match_compute_across_resolutions_and_label_cells_inside():
+    config = ProxyConfig()
+    for resolution in (256, 512, 1024):
+        images, centres, digits, sizes = windows(0, 2, resolution, 256, config)
+        assert images.shape == (2, 3, 256, 256) and digits.shape == (2, config.cells_per_window)
+        assert 0 < centres.min() and centres.max() < 1 and sizes.max() < len(config.font_sizes)
+    a, b = windows(5, 2, 512, 256, config), windows(5, 2, 512, 256, config)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # pages come from the seed
+
+
+def test_read_out_slots_follow_tokens_per_cell():
+    config = ProxyConfig()
+    hd, fast = get_spec("tiny_fastvithd"), get_spec("tiny_fastvit")
+    assert ProxyModel(hd, 256, 1024, config).slots == 2  # stride 64 at 1024 px: 2x2 cells of 32 px per token
+    assert ProxyModel(fast, 256, 1024, config).slots == 1
+    assert ProxyModel(hd, 256, 256, config).slots == 8
+
+
+def test_proxy_learns_above_chance_and_is_deterministic():
+    result = train_and_evaluate(get_spec("tiny_fastvit"), 128, EASY, seed=0)
+    assert result["chance"] == 10.0 and result["cells"] == EASY.eval_windows * EASY.cells_per_window
+    assert result["ci95"][0] > 10.0, result  # the whole 95 % interval is above chance
+    short = dataclasses.replace(EASY, steps=2, eval_windows=4)
+    a = train_and_evaluate(get_spec("tiny_fastvithd"), 128, short, seed=1)
+    b = train_and_evaluate(get_spec("tiny_fastvithd"), 128, short, seed=1)
+    assert a["accuracy"] == b["accuracy"] and a["by_font_size"] == b["by_font_size"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"cell": 30}, "accuracy.proxy.cell"),
+        ({"steps": 0}, "accuracy.proxy.steps"),
+        ({"font_sizes": [2]}, "accuracy.proxy.font_sizes"),
+        ({"occupancy": 0}, "accuracy.proxy.occupancy"),
+        ({"lr": -1}, "accuracy.proxy.lr"),
+        ({"stpes": 10}, "accuracy.proxy.stpes"),
+    ],
+)
+def test_bad_proxy_settings_name_their_key(settings, key):
+    with pytest.raises(SpecError, match=rf"^{key}:"):
+        proxy_config(settings)
+
+
+def test_a_window_smaller_than_a_cell_is_refused_naming_the_key():
+    with pytest.raises(SpecError, match=r"^accuracy.proxy.window:"):
+        windows(0, 1, 1024, 64, ProxyConfig(canvas=256))
+
+
+# --- validation statistics ---------------------------------------------------------------------
+def test_rank_agreement_and_the_monotone_map():
+    perfect = rank_agreement([[1.0, 1.2], [2.0, 2.1], [3.0, 2.9], [4.0, 4.2]], [10, 20, 30, 40], n_boot=200)
+    assert perfect.kendall_tau == 1.0 and perfect.spearman_rho == 1.0 and perfect.tau_ci95_seeds[1] == 1.0
+    reversed_ = rank_agreement([[4.0], [3.0], [2.0], [1.0]], [10, 20, 30, 40], n_boot=50)
+    assert reversed_.kendall_tau == -1.0
+    line = MonotoneMap.fit("TextVQA", [10, 20, 30, 40, 50], [51, 53, 55, 57, 59])
+    assert line(35) == pytest.approx(56.0) and line.loo_rmse < 1e-9 and line.proxy_range == (10, 50)
+    flat = MonotoneMap.fit("TextVQA", [10, 20, 30, 40], [60, 58, 56, 54])  # anti-ranked: no slope
+    assert flat.slope == 0.0 and flat(25) == pytest.approx(57.0)
+    with pytest.raises(SpecError, match="need >= 4"):
+        MonotoneMap.fit("TextVQA", [1, 2, 3], [1, 2, 3])
+
+
+def test_calibration_files_round_trip_and_ignore_threads_and_device():
+    runs = ProxyRuns(2, {"steps": 5, "threads": 1}, "here", (ProxyRun("fastvit", 256, (0, 1), (10.0, 12.0), 3.0),))
+    assert ProxyRuns.from_json(runs.to_json()) == runs and runs.runs[0].mean == 11.0
+    assert config_fingerprint({"steps": 5, "threads": 4, "device": "cuda"}) == runs.fingerprint
+    with pytest.raises(SpecError, match=r"^accuracy.proxy_calibrated.calibration: .* does not exist"):
+        ProxyRuns.load("/no/such/calibration.json")
+
+
+def test_the_shipped_calibrations_cover_the_validation_points():
+    for name in (None, "tiny"):
+        runs = ProxyRuns.load(name)
+        paired, published, _ = runs.paired("TextVQA")
+        assert len(paired) == 7 and all(len(r.accuracy) >= 3 for r in paired)
+
+
+# --- the calibrated source -------------------------------------------------------------------------
+def _calibrated(tmp_path, **kwargs):
+    return ProxyCalibratedAccuracy(calibration="tiny", cache_dir=str(tmp_path), **kwargs)
+
+
+def test_calibrated_accuracy_is_on_the_papers_axis_with_its_error(tmp_path):
+    source = _calibrated(tmp_path, margin=100.0)
+    value = source.lookup(get_spec("tiny_fastvit"), 128, LLM_PRESETS["vicuna_7b"], "TextVQA")
+    assert isinstance(value, Sourced) and value.kind == "proxy" and value.label.startswith("proxy-calibrated[TextVQA")
+    fitted = source.monotone_map("TextVQA")
+    assert value.value == pytest.approx(fitted(value.detail["proxy_accuracy"]), abs=0.01)
+    assert value.detail["error_points"] >= fitted.loo_rmse
+    # another LLM moves the value by the log-linear model's LLM-size term and widens the error
+    small = source.lookup(get_spec("tiny_fastvit"), 128, LLM_PRESETS["qwen2_0_5b"], "TextVQA")
+    assert small.value < value.value and small.detail["error_points"] > value.detail["error_points"]
+
+
+def test_calibrated_accuracy_refuses_outside_the_calibrated_range(tmp_path):
+    source = _calibrated(tmp_path, margin=0.0)
+    runs = ProxyRuns.load("tiny")
+    low, high = source.monotone_map("TextVQA").proxy_range
+    source.proxy.score = lambda spec, res: Sourced(high + 50.0, "proxy", "x", 0.0, {})
+    answer = source.lookup(get_spec("tiny_fastvit"), 128, LLM_PRESETS["vicuna_7b"], "TextVQA")
+    assert isinstance(answer, Refusal) and "outside the calibrated range" in answer.reason
+    assert len(runs.runs) == 7
+    assert isinstance(source.lookup(get_spec("tiny_fastvit"), 128, LLM_PRESETS["vicuna_7b"], "MMMU"), Refusal)
+
+
+def test_calibrated_accuracy_refuses_llm_sizes_the_paper_never_published(tmp_path):
+    tiny_llm = LLM_PRESETS["tiny_llm"]
+    answer = _calibrated(tmp_path, margin=100.0).lookup(get_spec("tiny_fastvit"), 128, tiny_llm, "TextVQA")
+    assert isinstance(answer, Refusal) and "outside the published LLM sizes" in answer.reason
+    kept = _calibrated(tmp_path, margin=100.0, llm_shift=False).lookup(
+        get_spec("tiny_fastvit"), 128, tiny_llm, "TextVQA"
+    )
+    assert isinstance(kept, Sourced) and kept.detail["llm_recipe_shift"].startswith("none: llm_shift=false")
+
+
+def test_calibrated_accuracy_refuses_other_proxy_settings_naming_the_key(tmp_path):
+    with pytest.raises(SpecError, match=r"^accuracy.proxy_calibrated.proxy.steps:"):
+        _calibrated(tmp_path, proxy={"steps": 999})
+
+
+# --- arch_search on it ------------------------------------------------------------------------------
+def test_cheap_first_an_over_budget_point_is_not_scored():
+    calls = []
+
+    class Counting:
+        name = "counting"
+
+        def lookup(self, *args):
+            calls.append(args)
+            return Sourced(50.0, "proxy", "x", 0.0, {})
+
+        def diagnostics(self):
+            return []
+
+    point = Point("fastvithd", get_spec("fastvithd"), 1024, LLM_PRESETS["qwen2_0_5b"])
+    record = evaluate(point, PaperM1Max(), [Counting()], "TextVQA", ttft_budget_ms=10.0)
+    assert record.accuracy is None and record.ttft_ms.value > 10 and not calls
+    assert record.refusals[0].startswith(OVER_BUDGET)
+    assert evaluate(point, PaperM1Max(), [Counting()], "TextVQA", ttft_budget_ms=1e9).accuracy.value == 50.0
+
+
+def test_a_sampler_that_repeats_points_evaluates_each_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_module, "MAX_REPEATS_IN_A_ROW", 5)
+    one_point = [
+        "space.n_stages=[4]", "space.base_width=[8]", "space.depth_scale.low=0.1", "space.depth_scale.high=0.1",
+        "space.first_attention_stage=[3]", "space.mlp_ratio=[2.0]", "space.resolution=[64]", "space.anchors=[]",
+    ]  # fmt: skip
+    cfg = _cfg(
+        tmp_path, "+experiment=arch_search_smoke", "accuracy=none", "objectives.maximize=[visual_tokens]", *one_point
+    )
+    outcome = run_sweep(cfg)
+    study = optuna.load_study(study_name="arch_search_smoke", storage=results.sqlite_url(tmp_path / "study"))
+    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
+    assert outcome.ran == 1 and len(repeats) == 5 and {t.user_attrs["repeat_of"] for t in repeats} == {0}
+    table = results.load(tmp_path / "study")
+    assert (table["state"] == "COMPLETE").sum() == 1
+
+
+def test_arch_search_smoke_scores_every_point_once_with_anchors(tmp_path):
+    outcome = run_sweep(_cfg(tmp_path, "+experiment=arch_search_smoke"))
+    table = results.load(tmp_path / "study")
+    study = optuna.load_study(study_name="arch_search_smoke", storage=results.sqlite_url(tmp_path / "study"))
+    real = [t for t in study.trials if "repeat_of" not in t.user_attrs]
+    identities = [t.user_attrs["identity"] for t in real]
+    assert len(identities) == len(set(identities)) == outcome.ran == 6
+    assert [t.user_attrs.get("anchor") for t in real[:2]] == ["tiny_fastvithd@128", "tiny_fastvit@128"]
+    assert "family" not in {k for t in study.trials for k in t.params}
+    done = table[table["state"] == "COMPLETE"]
+    assert len(done) >= 3 and done["accuracy"].notna().all()
+    assert set(done["accuracy_source"].str.split(":").str[0]) == {"proxy"}
+    assert done["accuracy_source"].str.contains("proxy-calibrated").all()
+    assert json.loads(done.iloc[0]["spec"])["kind"] == "hybrid"
