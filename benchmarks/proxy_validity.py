@@ -87,6 +87,32 @@ def run_points(config: ProxyConfig, seeds: list[int], cache: MeasurementCache) -
     return runs
 
 
+def runs_from_file(path: Path, variant: str) -> tuple[str, tuple[ProxyRun, ...]]:
+    """Runs measured elsewhere by ``proxy_variants.py`` (e.g. on a lent GPU): its JSON lines of
+    ``variant``, grouped per validation point (the settings are this command's ``--set``)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("variant") == variant]
+    if not rows:
+        raise SystemExit(f"--from-runs: no rows of variant {variant!r} in {path}")
+    runs = []
+    for p in paper.validation_points("TextVQA").itertuples():
+        mine = sorted(
+            (r for r in rows if r["preset"] == p.preset and r["resolution"] == p.resolution), key=lambda r: r["seed"]
+        )
+        if mine:
+            runs.append(
+                ProxyRun(
+                    p.preset,
+                    int(p.resolution),
+                    tuple(r["seed"] for r in mine),
+                    tuple(round(r["accuracy"], 3) for r in mine),
+                    round(sum(r.get("train_seconds", r["seconds"]) for r in mine), 1),
+                )
+            )
+    where = sorted({f"{r.get('device', '?')}, torch {r.get('torch', '?')}" for r in rows})
+    return f"{'; '.join(where)} (proxy_variants.py, {path.name})", tuple(runs)
+
+
 def agreement_rows(attempt: str, runs: ProxyRuns) -> list[dict]:
     rows = []
     for metric in ("TextVQA", *OTHER_METRICS):
@@ -142,6 +168,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="proxy settings, e.g. steps=400")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--note", default="", help="what this attempt changed, for the table")
+    parser.add_argument("--from-runs", help="proxy_variants.py JSON lines of this attempt (runs measured elsewhere)")
     parser.add_argument(
         "--write-calibration",
         choices=["default", "tiny"],
@@ -153,12 +180,12 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     print(f"attempt {args.attempt}: proxy v{PROXY_VERSION} {dataclasses.asdict(config)}, seeds {args.seeds}")
     start = time.perf_counter()
-    runs = ProxyRuns(
-        PROXY_VERSION,
-        {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
-        machine(),
-        tuple(run_points(config, args.seeds, MeasurementCache(args.cache_dir))),
-    )
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+    if args.from_runs:
+        measured_on, point_runs = runs_from_file(Path(args.from_runs), args.attempt)
+    else:
+        measured_on, point_runs = machine(), tuple(run_points(config, args.seeds, MeasurementCache(args.cache_dir)))
+    runs = ProxyRuns(PROXY_VERSION, settings, measured_on, point_runs)
     (RESULTS / f"{args.attempt}.json").write_text(runs.to_json())
     rows = agreement_rows(args.attempt, runs)
     for row in rows:

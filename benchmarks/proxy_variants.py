@@ -32,6 +32,9 @@ def run_one(job: dict) -> dict:
     result = train_and_evaluate(get_spec(job["preset"]), job["resolution"], config, job["seed"])
     return {
         **{k: job[k] for k in ("variant", "preset", "resolution", "seed")},
+        "device": f"{job['device']} ({torch.cuda.get_device_name() if job['device'] == 'cuda' else 'cpu'})",
+        "torch": torch.__version__,
+        "train_seconds": result["train_seconds"],
         "accuracy": result["accuracy"],
         "by_font_size": result["by_font_size"],
         "seconds": round(time.perf_counter() - start, 1),

@@ -375,7 +375,9 @@ def _evaluate_trial(setup: SweepSetup, trial: optuna.Trial) -> tuple[TrialState,
         # the sampler drew a point already evaluated: its record stands, this draw costs nothing
         trial.set_user_attr(studies.REPEAT_ATTR, earlier)
         return TrialState.PRUNED, None, f"{point.key}: repeat of trial {earlier} (same architecture, resolution, LLM)"
-    record = evaluate(point, setup.device, setup.sources, setup.metric, setup.text_tokens, setup.ttft_budget_ms)
+    # anchors are always scored: they are what the search's designs are compared with
+    budget = None if trial.user_attrs.get("anchor") else setup.ttft_budget_ms
+    record = evaluate(point, setup.device, setup.sources, setup.metric, setup.text_tokens, budget)
     trial.set_user_attr(RECORD_ATTR, record.to_row())
     if setup.ttft_budget_ms is not None and record.ttft_ms is not None:
         excess = record.ttft_ms.value - setup.ttft_budget_ms  # feasible when <= 0
