@@ -21,7 +21,7 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.utils.model import reparameterize_model
 from torch import nn
 
-from fastvitsearch.spec import EncoderSpec, HybridEncoderSpec, SpecError, TimmSpec, ViTSpec
+from fastvitsearch.spec import ConvNeXtSpec, EncoderSpec, HybridEncoderSpec, SpecError, TimmSpec, ViTSpec
 
 #: timm's FastViT positional encoding kernel (7x7 depthwise RepCPE).
 RCPE_KERNEL = (7, 7)
@@ -80,11 +80,13 @@ def _build_hybrid(spec: HybridEncoderSpec, inference_mode: bool, device, dtype) 
 
 
 def _build_vit(spec: ViTSpec, resolution: int, dynamic_size: bool, device, dtype) -> VisionTransformer:
-    return VisionTransformer(
+    """timm's ViT, truncated after the block ``select_layer`` names (its raw output, no final norm,
+    as LLaVA reads ``hidden_states[select_layer]``)."""
+    vit = VisionTransformer(
         img_size=resolution,
         patch_size=spec.patch,
         embed_dim=spec.width,
-        depth=spec.depth,
+        depth=spec.blocks_run,
         num_heads=spec.heads,
         mlp_ratio=spec.mlp_ratio,
         class_token=spec.class_token,
@@ -96,6 +98,9 @@ def _build_vit(spec: ViTSpec, resolution: int, dynamic_size: bool, device, dtype
         device=device,
         dtype=dtype,
     )
+    if spec.select_layer != -1:
+        vit.norm = nn.Identity()
+    return vit
 
 
 def _create_timm(name: str, **kwargs) -> nn.Module:
@@ -145,6 +150,28 @@ def _build_timm(spec: TimmSpec, resolution: int, dynamic_size: bool, device, dty
     return backbone
 
 
+def _build_convnext(spec: ConvNeXtSpec, device, dtype) -> nn.Module:
+    """timm's ConvNeXt for the first four stages; a fifth is one more timm ``ConvNeXtStage`` (stride
+    2), appended as ConvLLaVA does."""
+    from timm.layers import LayerNorm, LayerNorm2d
+    from timm.models.convnext import ConvNeXt, ConvNeXtStage
+
+    with torch.device(device or "cpu"):
+        backbone = ConvNeXt(depths=spec.depths[:4], dims=spec.widths[:4], num_classes=0, global_pool="")
+        for depth, width, previous in zip(spec.depths[4:], spec.widths[4:], spec.widths[3:], strict=False):
+            stage = ConvNeXtStage(
+                previous,
+                width,
+                stride=2,
+                depth=depth,
+                ls_init_value=1e-6,
+                norm_layer=LayerNorm2d,
+                norm_layer_cl=LayerNorm,
+            )
+            backbone.stages.append(stage)
+    return backbone.to(dtype) if dtype is not None else backbone
+
+
 def _timm_tokens(spec: TimmSpec, backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if x.ndim == 4:  # a feature map [B, C, H, W]
         return x.flatten(2).transpose(1, 2)
@@ -175,6 +202,11 @@ BUILDERS: dict[str, Builder] = {
             spec, resolution, dynamic_size, device, dtype
         ),
         lambda spec, backbone, x: x[:, backbone.num_prefix_tokens :],  # drop CLS, as LLaVA does
+        has_train_form=False,
+    ),
+    "convnext": Builder(
+        lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_convnext(spec, device, dtype),
+        lambda spec, backbone, x: x.flatten(2).transpose(1, 2),
         has_train_form=False,
     ),
     # any timm model: reparameterize() folds what timm knows how to fold (RepVGG-style blocks)

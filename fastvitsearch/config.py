@@ -76,6 +76,15 @@ class PresetRef:
 
 
 @dataclass
+class EncoderPresetRef:
+    """An encoder preset; ``select_layer`` (ViTs) reads an earlier block as LLaVA does
+    (``encoder=vit_l14 encoder.select_layer=-2``: the penultimate block, LLaVA-1.5's choice)."""
+
+    preset: str
+    select_layer: int | None = None
+
+
+@dataclass
 class TimmRef:
     """Any timm model by name (``encoder=timm encoder.model=convnext_large``), random weights or a
     local ``checkpoint`` (a state-dict file; nothing is downloaded)."""
@@ -94,7 +103,7 @@ def register_configs() -> None:
         return
     store = ConfigStore.instance()
     for name in preset_names():
-        store.store(group="encoder", name=name, node=PresetRef(name))
+        store.store(group="encoder", name=name, node=EncoderPresetRef(name))
     store.store(group="encoder", name="timm", node=TimmRef)
     for name in LLM_PRESETS:
         store.store(group="llm", name=name, node=PresetRef(name))

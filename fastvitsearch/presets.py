@@ -8,11 +8,13 @@ built modules match timm's parameter shapes exactly (tested). Sources: FastVLM (
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fastvitsearch.spec import (
+    ConvNeXtSpec,
     EncoderSpec,
     HybridEncoderSpec,
     SpecError,
@@ -167,6 +169,35 @@ for _name, _spec, _family, _resolution in (
 ):
     register_preset(_name, Preset(_spec, family=_family, timm_model=_spec.model, paper_resolution=_resolution))
 
+# FastViT-Naive (the paper's Sec. B.1 / Fig. 3 ablation of the number of stages): FastViTHD's mixers and
+# options in 4 stages, widths 128..1024, depths (2, 12, 16, 6), MLP ratio 3, about FastViTHD's size
+register_preset(
+    "fastvit_naive",
+    Preset(
+        HybridEncoderSpec(
+            "fastvit_naive",
+            (_rep(2, 128, 3.0, downsample=False), _rep(12, 256, 3.0), _rep(16, 512, 3.0), _attn(6, 1024, 3.0)),
+            expansion_ratio=2.0,
+            attention_norm="layernorm",
+            stem_scale_branch=False,
+            lkc_use_act=True,
+        ),
+        family="FastViT-Naive",
+        paper_resolution=1024,
+    ),
+)
+
+# ConvLLaVA (Ge et al., arXiv 2405.15738): ConvNeXt-L plus a fifth stage (width 3072, depth 6), stride 64;
+# the paper's Table 6 compares it at 768 and 1024 px (144 and 256 tokens)
+register_preset(
+    "convllava",
+    Preset(
+        ConvNeXtSpec("convllava", (3, 3, 27, 3, 6), (192, 384, 768, 1536, 3072)),
+        family="ConvNeXt",
+        paper_resolution=1024,
+    ),
+)
+
 # --- tiny variants: same structure, seconds to build and run on a CPU --------------------------
 register_preset(
     "tiny_fastvit",
@@ -219,7 +250,15 @@ def resolve_encoder(value: str | Mapping[str, Any] | EncoderSpec) -> EncoderSpec
         if "spec" in value and value["spec"] is not None:
             return spec_from_dict(dict(value["spec"]))
         if "preset" in value:
-            return get_spec(value["preset"])
+            spec = get_spec(value["preset"])
+            layer = value.get("select_layer")
+            if layer is None:
+                return spec
+            if not hasattr(spec, "select_layer"):
+                raise SpecError(
+                    "encoder.select_layer", f"{value['preset']} is a {spec.kind} encoder; only ViTs have one"
+                )
+            return dataclasses.replace(spec, name=f"{spec.name}_l{layer}", select_layer=int(layer))
         if "model" in value:  # any timm model: its token rule is read from timm (torch side, on demand)
             from fastvitsearch.build import timm_spec
 
@@ -243,5 +282,5 @@ def encoder_label(value: str | Mapping[str, Any] | EncoderSpec, spec: EncoderSpe
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping) and value.get("preset") and not value.get("spec"):
-        return str(value["preset"])
+        return spec.name if value.get("select_layer") is not None else str(value["preset"])
     return spec.name

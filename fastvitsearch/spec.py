@@ -226,6 +226,10 @@ class ViTSpec(EncoderSpec):
     mlp_ratio: float = 4.0
     class_token: bool = True
     pre_norm: bool = True
+    #: which block's output the VLM reads, as LLaVA's ``mm_vision_select_layer``: -1 = the last
+    #: (then the final norm), -2 = the penultimate block's raw output (LLaVA-1.5), so the blocks
+    #: after it are never run, counted or timed
+    select_layer: int = -1
 
     kind: ClassVar[str] = "vit"
 
@@ -235,6 +239,25 @@ class ViTSpec(EncoderSpec):
         _require_positive("mlp_ratio", self.mlp_ratio)
         if self.width % self.heads:
             raise SpecError("width", f"{self.width} is not divisible by heads={self.heads} (head dim must be whole)")
+        if isinstance(self.select_layer, bool) or not isinstance(self.select_layer, int):
+            raise SpecError("select_layer", f"must be a negative block index, got {self.select_layer!r}")
+        if not -self.depth <= self.select_layer <= -1:
+            raise SpecError(
+                "select_layer", f"must be in [-{self.depth}, -1] for depth {self.depth}, got {self.select_layer}"
+            )
+
+    @property
+    def blocks_run(self) -> int:
+        """Blocks the VLM's features need (all of them for ``select_layer=-1``)."""
+        return self.depth + 1 + self.select_layer
+
+    @property
+    def content_hash(self) -> str:
+        payload = dataclasses.asdict(self)
+        payload.pop("name")
+        if payload["select_layer"] == -1:  # the default keeps the hash specs had before the option
+            payload.pop("select_layer")
+        return _content_hash(self.kind, payload)
 
     @property
     def downsampling_depth(self) -> int:
@@ -312,6 +335,49 @@ class TimmSpec(EncoderSpec):
         raise SpecError("accuracy.proxy", f"the proxy cannot scale a timm model ({self.model}); use a hybrid spec")
 
 
+@dataclass(frozen=True)
+class ConvNeXtSpec(EncoderSpec):
+    """A ConvNeXt from stage lists: timm's four stages (stem stride 4, then x2 per stage) plus, for a
+    fifth entry, one more stride-2 ConvNeXt stage — ConvLLaVA's encoder (arXiv 2405.15738): ConvNeXt-L
+    with a 5th stage of width 3072 and depth 6, output stride 64 (1024 px -> 256 tokens)."""
+
+    name: str
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+
+    kind: ClassVar[str] = "convnext"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "depths", tuple(self.depths))
+        object.__setattr__(self, "widths", tuple(self.widths))
+        if len(self.depths) not in (4, 5) or len(self.widths) != len(self.depths):
+            raise SpecError("depths", f"needs 4 or 5 stages with one width each, got {self.depths} / {self.widths}")
+        for i, (depth, width) in enumerate(zip(self.depths, self.widths, strict=True)):
+            _require_positive_int(f"depths[{i}]", depth)
+            _require_positive_int(f"widths[{i}]", width)
+
+    @property
+    def downsampling_depth(self) -> int:
+        return len(self.depths) - 1
+
+    @property
+    def output_stride(self) -> int:
+        return STEM_STRIDE * 2**self.downsampling_depth
+
+    @property
+    def feature_width(self) -> int:
+        return self.widths[-1]
+
+    def scaled(self, width_scale: float, depth_scale: float) -> ConvNeXtSpec:
+        """Same stages and strides; widths x ``width_scale`` (multiples of 8), depths x ``depth_scale``."""
+        return dataclasses.replace(
+            self,
+            name=f"{self.name}_proxy",
+            depths=tuple(_scaled_depth(d, depth_scale) for d in self.depths),
+            widths=tuple(max(8, int(round(w * width_scale / 8)) * 8) for w in self.widths),
+        )
+
+
 #: every encoder kind by its ``kind`` name: a new kind is a spec class registered here, a builder
 #: in ``build.BUILDERS`` and its presets
 SPEC_KINDS: dict[str, type[EncoderSpec]] = {}
@@ -327,6 +393,7 @@ def register_kind(cls: type[EncoderSpec]) -> type[EncoderSpec]:
 register_kind(HybridEncoderSpec)
 register_kind(ViTSpec)
 register_kind(TimmSpec)
+register_kind(ConvNeXtSpec)
 
 
 def spec_from_dict(data: dict[str, Any]) -> EncoderSpec:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fastvitsearch.build import build_encoder, timm_spec
-from fastvitsearch.presets import resolve_encoder
+from fastvitsearch.presets import get_spec, resolve_encoder
 from fastvitsearch.profile.count import count_encoder
 from fastvitsearch.spec import SpecError
 
@@ -123,3 +123,41 @@ def test_the_papers_competitors_get_their_published_m1max_latency():
     assert (siglip.value, siglip.source) == (272.1, "published:Table 10 R1")  # nanoLLaVA's encoder
     vitamin = PaperM1Max().encoder_latency(get_spec("vitamin_large"), 384)
     assert (vitamin.value, vitamin.source) == (137.6, "published:Table 10 R29")
+
+
+def test_convllava_is_a_five_stage_convnext_with_stride_64():
+    """ConvLLaVA's encoder: ConvNeXt-L + a 5th stage (3072 wide, 6 deep): 144 tokens at 768, 256 at 1024."""
+    from fastvitsearch.spec import ConvNeXtSpec, spec_from_dict
+
+    spec = get_spec("convllava")
+    assert spec.output_stride == 64 and spec.tokens(768) == 144 and spec.tokens(1024) == 256
+    assert spec_from_dict(spec.to_dict()) == spec and spec.feature_width == 3072
+    small = spec.scaled(0.125, 0.25)
+    encoder = build_encoder(small, 128).eval()
+    assert encoder(torch.rand(1, 3, 128, 128)).shape == (1, 4, small.feature_width)
+    with pytest.raises(SpecError, match="^depths:"):
+        ConvNeXtSpec("bad", (3, 3, 3), (8, 16, 32))
+
+
+def test_fastvit_naive_is_the_papers_four_stage_ablation():
+    spec = get_spec("fastvit_naive")
+    assert [s.width for s in spec.stages] == [128, 256, 512, 1024] and [s.depth for s in spec.stages] == [2, 12, 16, 6]
+    assert {s.mlp_ratio for s in spec.stages} == {3.0} and spec.output_stride == 32 and spec.tokens(1024) == 1024
+    assert [s.mixer for s in spec.stages] == ["repmixer"] * 3 + ["attention"]
+
+
+def test_select_layer_reads_an_earlier_vit_block_as_llava_does():
+    import dataclasses
+
+    full = get_spec("vit_l14")
+    penultimate = resolve_encoder({"preset": "vit_l14", "select_layer": -2})
+    assert penultimate.select_layer == -2 and penultimate.content_hash != full.content_hash
+    a, b = count_encoder(full, 336), count_encoder(penultimate, 336)
+    block = 12 * 1024 * 1024 + 13 * 1024  # qkv, proj, mlp weights and biases, two norms
+    assert a.params - b.params == pytest.approx(block, rel=0.01) and b.visual_tokens == 576
+    tiny = dataclasses.replace(get_spec("tiny_vit"), select_layer=-2)
+    assert isinstance(build_encoder(tiny, 64).backbone.norm, torch.nn.Identity)
+    with pytest.raises(SpecError, match="^select_layer:"):
+        dataclasses.replace(full, select_layer=0)
+    with pytest.raises(SpecError, match="^encoder.select_layer:"):
+        resolve_encoder({"preset": "fastvithd", "select_layer": -2})
