@@ -88,6 +88,10 @@ def _hover(row: pd.Series, objectives: dict[str, str]) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+#: the resolution of the paper's headline FastViTHD point (256 tokens, 1024 px)
+HEADLINE_RESOLUTION = 1024
+
+
 class ScatterInfo(NamedTuple):
     """The first two objectives of every completed trial; ``front`` is the Pareto set."""
 
@@ -112,7 +116,14 @@ def objective_scatter(table: pd.DataFrame, objectives: dict[str, str]) -> Scatte
         error = done.get(f"{column}_error")
         done[f"{axis}_err"] = (error.astype(float) * done[column]).fillna(0.0) if error is not None else 0.0
     done["hover"] = done.apply(lambda r: _hover(r, objectives), axis=1)
-    done["on_front"] = pareto_mask(done[[x, y]].to_numpy(float), [objectives[x], objectives[y]])
+    directions = [objectives[x], objectives[y]]
+    done["on_front"] = pareto_mask(done[[x, y]].to_numpy(float), directions)
+    done["on_family_front"] = False
+    for _, group in done.groupby("family"):
+        done.loc[group.index, "on_family_front"] = pareto_mask(group[[x, y]].to_numpy(float), directions)
+    # the paper's headline point: FastViTHD at its paper resolution (1024 px), single image
+    tiled = done["tiling"].notna() if "tiling" in done else False
+    done["headline"] = (done["family"] == "FastViTHD") & (done["resolution"] == HEADLINE_RESOLUTION) & ~tiled
     front = done[done["on_front"]].sort_values(x)
     return ScatterInfo(x, y, done, front)
 

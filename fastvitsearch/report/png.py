@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: reports are written, never shown
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
@@ -37,9 +38,14 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def objective_scatter(data: ScatterInfo, title: str, path: Path, budget: float | None = None) -> Path:
+    """Colour = LLM, marker = family, hollow = predicted/proxy; each point labelled with its
+    resolution; black: the overall front, thin dashed: each family's own front; a ring marks the
+    paper's headline point (FastViTHD@1024). Two legends: LLM colours, family markers."""
+    from matplotlib.lines import Line2D
+
     x, y, points, front = data
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(8, 5))
+        fig, ax = plt.subplots(figsize=(8.5, 5.2))
         llms = sorted(points["llm"].unique()) if len(points) else []
         colors = {llm: f"C{i}" for i, llm in enumerate(llms)}
         for (llm, family, kind), group in points.groupby(["llm", "family", "y_kind"]) if len(points) else []:
@@ -55,12 +61,20 @@ def objective_scatter(data: ScatterInfo, title: str, path: Path, budget: float |
                 ms=7,
                 capsize=2,
                 lw=0.8,
-                label=f"{family} · {llm} ({kind})",
             )
+        _resolution_labels(ax, points, x, y)
+        if "on_family_front" in points:
+            for _, group in points[points["on_family_front"]].groupby("family"):
+                if len(group) > 1:
+                    group = group.sort_values(x)
+                    ax.step(group[x], group[y], where="post", color="grey", lw=0.8, ls=":", alpha=0.8)
         if len(front):
-            ax.step(front[x], front[y], where="post", color="black", lw=1.2, alpha=0.7, label="Pareto front")
+            ax.step(front[x], front[y], where="post", color="black", lw=1.2, alpha=0.7)
+        headline = points[points["headline"]] if "headline" in points else points.iloc[:0]
+        if len(headline):
+            ax.scatter(headline[x], headline[y], s=260, facecolors="none", edgecolors="crimson", lw=1.4, zorder=5)
         if budget is not None:
-            ax.axvline(budget, ls="--", color="grey", label=f"TTFT budget {budget:g} ms")
+            ax.axvline(budget, ls="--", color="grey")
         if x.endswith("_ms"):
             ax.set_xscale("log")
             _plain_log_ticks(ax.xaxis)
@@ -68,8 +82,53 @@ def objective_scatter(data: ScatterInfo, title: str, path: Path, budget: float |
         ax.set_ylabel(label(y, points))
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        llm_handles = [Line2D([], [], marker="o", ls="", color=colors[m], label=m) for m in llms]
+        families = sorted(points["family"].unique()) if len(points) else []
+        family_handles = [
+            Line2D([], [], marker=MARKERS.get(f, "o"), ls="", color="dimgrey", mfc="white", label=f) for f in families
+        ]
+        lines = [Line2D([], [], color="black", lw=1.2, label="Pareto front")]
+        lines.append(Line2D([], [], color="grey", lw=0.8, ls=":", label="family fronts"))
+        if len(headline):
+            lines.append(
+                Line2D(
+                    [], [], marker="o", ls="", ms=12, mfc="none", mec="crimson", label="paper headline (FastViTHD@1024)"
+                )
+            )
+        if budget is not None:
+            lines.append(Line2D([], [], color="grey", ls="--", label=f"TTFT budget {budget:g} ms"))
+        first = ax.legend(handles=llm_handles, title="LLM (colour)", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.add_artist(first)
+        second = ax.legend(
+            handles=family_handles, title="encoder (marker)", loc="upper left", bbox_to_anchor=(1.01, 0.62)
+        )
+        ax.add_artist(second)
+        ax.legend(handles=lines, loc="upper left", bbox_to_anchor=(1.01, 0.28), frameon=False)
         return _save(fig, path)
+
+
+def _resolution_labels(ax, points: pd.DataFrame, x: str, y: str) -> None:
+    """Each point's resolution beside it; points closer than a label's size share one label, and
+    labels alternate above and below so neighbours do not overlap."""
+    if not len(points) or "resolution" not in points:
+        return
+    placed: list[tuple[float, float]] = []
+    xs = np.log10(points[x].astype(float).clip(lower=1e-9)) if x.endswith("_ms") else points[x].astype(float)
+    span_x = float(xs.max() - xs.min()) or 1.0
+    span_y = float(points[y].max() - points[y].min()) or 1.0
+    for i, (px, row) in enumerate(zip(xs, points.itertuples(), strict=True)):
+        py = float(getattr(row, y))
+        if any(abs(px - qx) / span_x < 0.025 and abs(py - qy) / span_y < 0.04 for qx, qy in placed):
+            continue
+        placed.append((px, py))
+        ax.annotate(
+            str(int(row.resolution)),
+            (getattr(row, x), py),
+            textcoords="offset points",
+            xytext=(4, 5 if i % 2 == 0 else -11),
+            fontsize=7,
+            color="dimgrey",
+        )
 
 
 def ttft_breakdown(parts: pd.DataFrame, title: str, path: Path) -> Path:
