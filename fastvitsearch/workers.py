@@ -13,6 +13,7 @@ SLURM array (README).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,22 @@ def prepare(cfg: DictConfig) -> optuna.Study:
     return study
 
 
+#: accuracy sources that train (a proxy run per point): their threads are split between workers
+TRAINING_SOURCES = ("proxy", "proxy_calibrated")
+
+
+def training_threads(cfg: DictConfig, overrides: list[str], workers: int) -> list[str]:
+    """Overrides that give each of ``workers`` processes its share of this machine's cores for proxy
+    training (one sweep alone uses them all), unless the user set the threads."""
+    sources = list((cfg.get("accuracy") or {}).get("sources") or [])
+    share = max(1, (os.cpu_count() or 1) // max(1, workers))
+    return [
+        f"accuracy.{name}.threads={share}"
+        for name in TRAINING_SOURCES
+        if name in sources and not any(o.startswith(f"accuracy.{name}.threads=") for o in overrides)
+    ]
+
+
 def worker_command(overrides: list[str], worker_id: int) -> list[str]:
     kept = [o for o in overrides if not o.startswith(("n=", "worker=", "worker_id="))]
     return [sys.executable, "-m", "fastvitsearch.sweep", *kept, "worker=true", f"worker_id={worker_id}", "report=false"]
@@ -50,6 +67,7 @@ def launch(cfg: DictConfig, overrides: list[str]) -> int:
     if isinstance(cfg.n, bool) or not isinstance(cfg.n, int) or cfg.n < 0:
         raise SpecError("n", f"the number of workers must be a whole number >= 0, got {cfg.n!r}")
     study = prepare(cfg)
+    overrides = [*overrides, *training_threads(cfg, overrides, int(cfg.n))]
     processes = [subprocess.Popen(worker_command(overrides, i)) for i in range(int(cfg.n))]
     failed = sum(p.wait() != 0 for p in processes)
     table = write_tables(study, Path(cfg.output_dir))

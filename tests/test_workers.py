@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 
 import fastvitsearch.sweep as sweep_module
 from fastvitsearch.config import CONF_DIR
-from fastvitsearch.workers import prepare, worker_command
+from fastvitsearch.workers import prepare, training_threads, worker_command
 
 sys.path.insert(0, str(Path(__file__).parent))
 from postgres import postgres_server, unavailable_reason  # noqa: E402
@@ -118,3 +118,13 @@ def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path, monkeyp
     complete = Counter(t.user_attrs["point"] for t in trials if t.state.name == "COMPLETE")
     assert len(complete) == GRID and set(complete.values()) == {1}
     assert outcome.ran == GRID + 1 and outcome.failed == 1
+
+
+def test_proxy_training_threads_are_split_between_workers(monkeypatch):
+    from omegaconf import OmegaConf
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    cfg = OmegaConf.create({"accuracy": {"sources": ["proxy_calibrated"]}})
+    assert training_threads(cfg, [], 4) == ["accuracy.proxy_calibrated.threads=4"]
+    assert training_threads(cfg, ["accuracy.proxy_calibrated.threads=1"], 4) == []  # the user's choice stands
+    assert training_threads(OmegaConf.create({"accuracy": {"sources": ["published"]}}), [], 4) == []
