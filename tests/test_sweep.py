@@ -93,19 +93,19 @@ def test_overrides_change_the_trial_set(tmp_path):
     assert {p.label for p in points} == {"fastvithd"} and len(points) == 4 * 3 + 4
 
 
+#: arch_search on the paper's M1 Max numbers with tokens as the second objective: seconds, no training
+QUICK_SEARCH = [
+    "+experiment=arch_search",
+    "device=paper_m1max",
+    "accuracy=none",
+    "objectives.maximize=[visual_tokens]",
+    "search.n_trials=8",
+    "search.population_size=4",
+]
+
+
 def test_arch_search_runs_anchors_first_with_the_budget_as_constraint(tmp_path):
-    outcome = run_sweep(
-        _cfg(
-            tmp_path,
-            "+experiment=arch_search",
-            "device=paper_m1max",
-            "accuracy=none",
-            "objectives.maximize=[visual_tokens]",
-            "search.n_trials=8",
-            "search.population_size=4",
-            "ttft_budget_ms=400",
-        )
-    )
+    outcome = run_sweep(_cfg(tmp_path, *QUICK_SEARCH, "ttft_budget_ms=400"))
     table = results.load(tmp_path / "study").sort_values("trial")
     assert outcome.ran == 8
     assert list(table["family"][:6]) == ["FastViTHD"] * 2 + ["FastViT"] * 2 + ["ViT-L/14"] * 2
@@ -126,14 +126,7 @@ def test_an_interrupted_search_trial_is_retried_and_does_not_use_up_the_budget(t
         return real_evaluate(point, *args, **kwargs)
 
     # 8 trials: the 6 anchors (the third one is interrupted), its retry, and 1 sampled
-    overrides = [
-        "+experiment=arch_search",
-        "device=paper_m1max",
-        "accuracy=none",
-        "objectives.maximize=[visual_tokens]",
-        "search.n_trials=8",
-        "search.population_size=4",
-    ]
+    overrides = QUICK_SEARCH
     monkeypatch.setattr(sweep_module, "evaluate", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(_cfg(tmp_path, *overrides))
