@@ -537,6 +537,12 @@ def finish(outcome: SweepOutcome, cfg: DictConfig) -> None:
     if cfg.storage is None:
         print(f"dashboard: optuna-dashboard {sqlite_url(outcome.directory)}")
     if cfg.report:
+        from fastvitsearch.report.stamp import is_current
+
+        if is_current(outcome.directory, Path(cfg.report_dir)):  # nothing to redraw: no plotting imports
+            index = Path(cfg.report_dir) / "index.html"
+            print(f"report: {index} (unchanged: the results are the same as when it was built)")
+            return
         from fastvitsearch.report.build import build_report
 
         report = build_report(outcome.directory, cfg.report_dir, only_if_changed=True)

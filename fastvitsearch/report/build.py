@@ -8,7 +8,6 @@ note computed from its data; adding a figure is one entry.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from fastvitsearch.claims import claims_table
 from fastvitsearch.paper import CITATION
 from fastvitsearch.pareto import pareto_front
 from fastvitsearch.report import data, html, png
+from fastvitsearch.report.stamp import BUILT_FROM, inputs_digest, is_current
 from fastvitsearch.results import load_folder
 
 FRONT_COLUMNS = [
@@ -36,10 +36,6 @@ FRONT_COLUMNS = [
     "accuracy",
     "accuracy_source",
 ]
-
-
-#: the digest of the results table and meta a report was built from (beside index.html)
-BUILT_FROM = ".built_from"
 
 
 @dataclass
@@ -253,15 +249,6 @@ def default_report_dir(sweep_dir: Path, meta: dict) -> Path:
     return root / "reports" / experiment / study
 
 
-def _inputs_digest(sweep_dir: Path) -> str:
-    """What a report is built from: the results table and meta.json, as bytes."""
-    digest = hashlib.sha256()
-    for name in ("results.csv", "meta.json"):
-        path = sweep_dir / name
-        digest.update(path.read_bytes() if path.exists() else b"")
-    return digest.hexdigest()
-
-
 def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, only_if_changed: bool = False) -> Report:
     """Write the report; with ``only_if_changed`` an existing report built from the same results
     table and meta is kept as it is (a rerun of a finished sweep rebuilds nothing)."""
@@ -269,8 +256,8 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, only_
     table, meta = load_folder(sweep_dir)
     out = Path(out_dir) if out_dir else default_report_dir(sweep_dir, meta)
     out.mkdir(parents=True, exist_ok=True)
-    stamp, digest = out / BUILT_FROM, _inputs_digest(sweep_dir)
-    if only_if_changed and stamp.exists() and stamp.read_text() == digest and (out / "index.html").exists():
+    stamp, digest = out / BUILT_FROM, inputs_digest(sweep_dir)
+    if only_if_changed and is_current(sweep_dir, out):
         return Report(out, out / "index.html", sorted(out.glob("*.png")), rebuilt=False)
     objectives = meta.get("objectives") or {"ttft_ms": "minimize", "accuracy": "maximize"}
     ctx = Context(table, meta, objectives, meta.get("ttft_budget_ms"))

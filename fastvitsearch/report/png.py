@@ -7,6 +7,7 @@ figure from the data computed in :mod:`fastvitsearch.report.data` and returns th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -16,11 +17,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from fastvitsearch.accuracy.calibration import MonotoneMap, ProxyRuns  # noqa: E402
 from fastvitsearch.report.data import ProgressInfo, ScatterInfo, label  # noqa: E402
 
 MARKERS = {"ViT-L/14": "s", "FastViT": "^", "FastViTHD": "o", "tiny": "D", "custom": "P"}
 FILLED = {"published", "measured", "counted", "user"}  # hollow markers: predicted / proxy values
+if TYPE_CHECKING:
+    from fastvitsearch.accuracy.calibration import ProxyRuns
+
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9, "figure.dpi": 150}
 
 
@@ -246,6 +249,8 @@ def fronts(infos: dict[str, ScatterInfo], title: str, path: Path) -> Path:
 
 def proxy_validity(runs: ProxyRuns, metric: str, title: str, path: Path) -> Path:
     """Proxy accuracy (seed mean +- sd, measured) vs the published metric, with the monotone fit."""
+    from fastvitsearch.accuracy.calibration import MonotoneMap  # scipy: only for this figure
+
     paired, published, _ = runs.paired(metric)
     fitted = MonotoneMap.fit(metric, [r.mean for r in paired], published)
     with plt.rc_context(STYLE):
