@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+#: validation presets the proxy can train a scaled copy of (timm-model presets cannot be scaled)
+PROXY_SCALABLE = ("fastvit", "fastvithd", "vit_l14")
+
 
 def run_one(job: dict) -> dict:
     import torch
@@ -83,6 +86,7 @@ def main() -> None:
 
     variants = json.loads(Path(args.variants).read_text())
     points = paper.validation_points("TextVQA")
+    points = points[points["preset"].isin(PROXY_SCALABLE)]
     jobs = [
         {"variant": name, "settings": settings, "preset": p.preset, "resolution": int(p.resolution), "seed": seed}
         | {"device": args.device}

@@ -30,7 +30,14 @@ ENCODER_NAMES = {
     "vit_l14": ("ViT-L/14 (CLIP)", "ViT-L/14"),
     "siglip_so400m": ("SigLIP ViT-SO400M",),
     "vitamin_large": ("ViTamin-L",),
+    # "ConvNeXt-L" names two encoders: ConvLLaVA's 5-stage one (its rows' model is ConvLLaVA) and
+    # the 4-stage CLIP ConvNeXt-L (Tables 3 and 4); ENCODER_MODELS tells them apart
+    "convllava": ("ConvNeXt-L",),
+    "convnext_large": ("ConvNeXt-L",),
+    "convnext_xxlarge": ("ConvNeXt-XXL",),
 }
+#: presets whose rows are only those of one model (the CSV's ``model`` column)
+ENCODER_MODELS = {"convllava": "ConvLLaVA"}
 #: the CSV's LLM names for each of our LLM presets
 LLM_NAMES = {"qwen2_0_5b": "Qwen2-0.5B", "qwen2_1_5b": "Qwen2-1.5B", "qwen2_7b": "Qwen2-7B", "vicuna_7b": "Vicuna-7B"}
 #: M1 Max latency series, in order of preference. Table 4 is left out: its FastViTHD latencies are
@@ -94,10 +101,9 @@ def single_image_rows(metric: str) -> pd.DataFrame:
     with ``preset``, ``llm_preset`` (None for other LLMs) and ``tokens`` columns added."""
     frame = paper_results()
     frame = frame[(frame["metric"] == metric) & ~frame["tiled"] & frame["resolution_px"].notna()]
-    preset_of = {name: preset for preset, names in ENCODER_NAMES.items() for name in names}
     llm_of = {v: k for k, v in LLM_NAMES.items()}
-    frame = frame[frame["encoder"].isin(preset_of)].copy()
-    frame["preset"] = frame["encoder"].map(preset_of)
+    frame = frame.assign(preset=[preset_of(e, m) for e, m in zip(frame["encoder"], frame["model"], strict=True)])
+    frame = frame[frame["preset"].notna()].copy()
     frame["llm_preset"] = frame["llm"].map(llm_of)
     tokens = [_tokens_or_none(p, r) for p, r in zip(frame["preset"], frame["resolution_px"], strict=True)]
     frame = frame.assign(tokens=tokens)
@@ -105,6 +111,16 @@ def single_image_rows(metric: str) -> pd.DataFrame:
     frame["resolution_px"] = frame["resolution_px"].astype(int)
     frame["tokens"] = frame["tokens"].astype(int)
     return frame
+
+
+def preset_of(encoder: str, model: str) -> str | None:
+    """Our preset for a row's encoder name and model: a model-bound preset (ConvLLaVA) takes its
+    model's rows, the others every other row with their name."""
+    for preset, names in ENCODER_NAMES.items():
+        bound = ENCODER_MODELS.get(preset)
+        if encoder in names and (bound == model if bound else model not in ENCODER_MODELS.values()):
+            return preset
+    return None
 
 
 def _tokens_or_none(preset: str, resolution: float) -> int | None:

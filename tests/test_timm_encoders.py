@@ -161,3 +161,16 @@ def test_select_layer_reads_an_earlier_vit_block_as_llava_does():
         dataclasses.replace(full, select_layer=0)
     with pytest.raises(SpecError, match="^encoder.select_layer:"):
         resolve_encoder({"preset": "fastvithd", "select_layer": -2})
+
+
+def test_convnext_l_rows_go_to_the_right_encoder():
+    """'ConvNeXt-L' names ConvLLaVA's 5-stage encoder (model ConvLLaVA) and the 4-stage CLIP one."""
+    from fastvitsearch import paper
+
+    latencies = paper.encoder_latencies()
+    assert latencies[("convllava", 1024)] == (696.1, "Table 10 R20")
+    assert ("convnext_large", 1024) not in latencies and latencies[("convnext_large", 320)][1] == "Table 3"
+    rows = paper.accuracy_rows("TextVQA")
+    assert set(rows[rows["preset"] == "convllava"]["resolution_px"]) == {768, 1024, 1536}
+    assert paper.preset_of("ConvNeXt-L", "ConvLLaVA") == "convllava"
+    assert paper.preset_of("ConvNeXt-L", "LLaVA-1.5-style VLM") == "convnext_large"
