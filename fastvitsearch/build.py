@@ -9,10 +9,11 @@ The wrapper's :meth:`VisualEncoder.features` returns what a VLM consumes: ``[B, 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from timm.layers import LayerNorm, LayerNorm2d
@@ -21,7 +22,15 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.utils.model import reparameterize_model
 from torch import nn
 
-from fastvitsearch.spec import ConvNeXtSpec, EncoderSpec, HybridEncoderSpec, SpecError, TimmSpec, ViTSpec
+from fastvitsearch.spec import (
+    ConvNeXtSpec,
+    EncoderSpec,
+    HybridEncoderSpec,
+    ModuleSpec,
+    SpecError,
+    TimmSpec,
+    ViTSpec,
+)
 
 #: timm's FastViT positional encoding kernel (7x7 depthwise RepCPE).
 RCPE_KERNEL = (7, 7)
@@ -172,6 +181,70 @@ def _build_convnext(spec: ConvNeXtSpec, device, dtype) -> nn.Module:
     return backbone.to(dtype) if dtype is not None else backbone
 
 
+#: resolutions tried, in order, to read a user module's token rule on the meta device
+PROBE_RESOLUTIONS = (224, 256, 336, 384, 448, 512)
+
+
+def _instantiate(target: str, kwargs: dict[str, Any]) -> nn.Module:
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        module = instantiate({"_target_": target, **kwargs})
+    except InstantiationException as err:
+        raise SpecError("encoder._target_", f"could not build {target}: {err}") from None
+    if not isinstance(module, nn.Module):
+        raise SpecError("encoder._target_", f"{target} returned a {type(module).__name__}, not an nn.Module")
+    return module
+
+
+def _module_features(module: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    forward = getattr(module, "forward_features", None) or module
+    return forward(images)
+
+
+def module_spec(target: str, kwargs: dict[str, Any] | None = None, name: str | None = None) -> ModuleSpec:
+    """A :class:`ModuleSpec` for the factory ``target(**kwargs)``: built and run on the meta device
+    at two probe resolutions (nothing allocated or downloaded) to read pixels per token, feature
+    width, layout and prefix tokens (a token output ``N = prefix + g*g``)."""
+    kwargs = dict(kwargs or {})
+    with torch.device("meta"):
+        module = _instantiate(target, kwargs)
+        grids = []
+        for resolution in PROBE_RESOLUTIONS:
+            try:
+                out = _module_features(module, torch.empty(1, 3, resolution, resolution))
+            except Exception:  # noqa: BLE001 - a fixed-size module refuses other sizes; try the next
+                continue
+            if out.ndim == 4:
+                grids.append((resolution, int(out.shape[2]), int(out.shape[1]), "map", 0))
+            elif out.ndim == 3:
+                side = math.isqrt(int(out.shape[1]))
+                grids.append((resolution, side, int(out.shape[2]), "tokens", int(out.shape[1]) - side * side))
+            if len(grids) == 2:
+                break
+    if not grids:
+        raise SpecError(
+            "encoder._target_",
+            f"{target}'s forward_features/forward took none of {PROBE_RESOLUTIONS} px or returned neither "
+            "[B, C, H, W] nor [B, N, C]",
+        )
+    resolution, side, width, layout, prefix = grids[0]
+    if len(grids) == 2 and grids[1][1] > side:  # the grid grows with the input: pixels per token from both
+        patch = (grids[1][0] - resolution) // (grids[1][1] - side)
+    else:
+        patch = resolution // side
+    return ModuleSpec(name or target.rsplit(".", 1)[-1], target, kwargs, patch, width, layout, prefix)
+
+
+def _build_module(spec: ModuleSpec, device, dtype) -> nn.Module:
+    with torch.device(device or "cpu"):
+        module = _instantiate(spec.target, dict(spec.kwargs))
+    if not hasattr(module, "forward_features"):  # VisualEncoder calls forward_features
+        module.forward_features = module.forward
+    return module.to(dtype) if dtype is not None else module
+
+
 def _timm_tokens(spec: TimmSpec, backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if x.ndim == 4:  # a feature map [B, C, H, W]
         return x.flatten(2).transpose(1, 2)
@@ -207,6 +280,11 @@ BUILDERS: dict[str, Builder] = {
     "convnext": Builder(
         lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_convnext(spec, device, dtype),
         lambda spec, backbone, x: x.flatten(2).transpose(1, 2),
+        has_train_form=False,
+    ),
+    "module": Builder(
+        lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_module(spec, device, dtype),
+        lambda spec, backbone, x: _timm_tokens(spec, backbone, x),
         has_train_form=False,
     ),
     # any timm model: reparameterize() folds what timm knows how to fold (RepVGG-style blocks)

@@ -14,8 +14,9 @@ experiments, the accuracy groups and the space.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -93,6 +94,16 @@ class TimmRef:
     checkpoint: str | None = None
 
 
+@dataclass
+class ModuleRef:
+    """Any ``nn.Module`` factory you have (``encoder=module encoder._target_=pkg.make_encoder
+    +encoder.kwargs.width=64``): built with random weights, its token rule read from its output."""
+
+    _target_: str = MISSING
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+
+
 _registered = False
 
 
@@ -105,6 +116,7 @@ def register_configs() -> None:
     for name in preset_names():
         store.store(group="encoder", name=name, node=EncoderPresetRef(name))
     store.store(group="encoder", name="timm", node=TimmRef)
+    store.store(group="encoder", name="module", node=ModuleRef)
     for name in LLM_PRESETS:
         store.store(group="llm", name=name, node=PresetRef(name))
     for name in DEVICE_TABLE:

@@ -259,12 +259,19 @@ def resolve_encoder(value: str | Mapping[str, Any] | EncoderSpec) -> EncoderSpec
                     "encoder.select_layer", f"{value['preset']} is a {spec.kind} encoder; only ViTs have one"
                 )
             return dataclasses.replace(spec, name=f"{spec.name}_l{layer}", select_layer=int(layer))
+        if value.get("_target_"):  # any nn.Module factory: its token rule is read from the module
+            from fastvitsearch.build import module_spec
+
+            kwargs = dict(value.get("kwargs") or {})
+            return module_spec(str(value["_target_"]), kwargs, value.get("name"))
         if "model" in value:  # any timm model: its token rule is read from timm (torch side, on demand)
             from fastvitsearch.build import timm_spec
 
             return timm_spec(value["model"], value.get("checkpoint"))
     raise SpecError(
-        "encoder", f"expected a preset name, {{preset: name}}, {{spec: ...}} or {{model: <timm name>}}, got {value!r}"
+        "encoder",
+        f"expected a preset name, {{preset: name}}, {{spec: ...}}, {{model: <timm name>}} or "
+        f"{{_target_: <factory>, kwargs: {{...}}}}, got {value!r}",
     )
 
 

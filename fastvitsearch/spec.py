@@ -378,6 +378,48 @@ class ConvNeXtSpec(EncoderSpec):
         )
 
 
+@dataclass(frozen=True)
+class ModuleSpec(EncoderSpec):
+    """Any ``nn.Module`` factory the user has, by import path (Hydra's ``_target_``) and keyword
+    arguments; its token rule (pixels per token, feature width, layout, prefix tokens) is read from
+    the module once, on the meta device (:func:`fastvitsearch.build.module_spec`). The module's
+    ``forward_features`` (else ``forward``) must return a map ``[B, C, H, W]`` or tokens ``[B, N, C]``."""
+
+    name: str
+    target: str
+    kwargs: dict[str, Any]
+    patch: int
+    width: int
+    layout: str = "map"
+    prefix_tokens: int = 0
+
+    kind: ClassVar[str] = "module"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target, str) or "." not in self.target:
+            raise SpecError(
+                "encoder._target_", f"must be an import path like 'pkg.module.factory', got {self.target!r}"
+            )
+        for field in ("patch", "width"):
+            _require_positive_int(field, getattr(self, field))
+        if self.layout not in ("tokens", "map"):
+            raise SpecError("layout", f"must be 'tokens' or 'map', got {self.layout!r}")
+
+    def __hash__(self) -> int:  # kwargs is a dict: hash the content instead
+        return hash(self.content_hash)
+
+    @property
+    def output_stride(self) -> int:
+        return self.patch
+
+    @property
+    def feature_width(self) -> int:
+        return self.width
+
+    def scaled(self, width_scale: float, depth_scale: float) -> ModuleSpec:
+        raise SpecError("accuracy.proxy", f"the proxy cannot scale your module ({self.target}); use a hybrid spec")
+
+
 #: every encoder kind by its ``kind`` name: a new kind is a spec class registered here, a builder
 #: in ``build.BUILDERS`` and its presets
 SPEC_KINDS: dict[str, type[EncoderSpec]] = {}
@@ -394,6 +436,7 @@ register_kind(HybridEncoderSpec)
 register_kind(ViTSpec)
 register_kind(TimmSpec)
 register_kind(ConvNeXtSpec)
+register_kind(ModuleSpec)
 
 
 def spec_from_dict(data: dict[str, Any]) -> EncoderSpec:

@@ -174,3 +174,15 @@ def test_convnext_l_rows_go_to_the_right_encoder():
     assert set(rows[rows["preset"] == "convllava"]["resolution_px"]) == {768, 1024, 1536}
     assert paper.preset_of("ConvNeXt-L", "ConvLLaVA") == "convllava"
     assert paper.preset_of("ConvNeXt-L", "LLaVA-1.5-style VLM") == "convnext_large"
+
+
+def test_any_module_factory_is_an_encoder_through_a_hydra_target():
+    cnn = resolve_encoder({"_target_": "my_encoders.small_cnn", "kwargs": {"width": 16}})
+    assert (cnn.kind, cnn.patch, cnn.width, cnn.layout) == ("module", 16, 16, "map")
+    encoder = build_encoder(cnn, 64).eval()
+    assert encoder(torch.rand(1, 3, 64, 64)).shape == (1, 16, 16) and count_encoder(cnn, 64).visual_tokens == 16
+    vit = resolve_encoder({"_target_": "my_encoders.TinyViT"})
+    assert (vit.layout, vit.prefix_tokens, vit.patch) == ("tokens", 1, 16)
+    assert build_encoder(vit, 64).eval()(torch.rand(1, 3, 64, 64)).shape == (1, 16, 48)  # class token dropped
+    with pytest.raises(SpecError, match="^encoder._target_:"):
+        resolve_encoder({"_target_": "my_encoders.no_such_factory"})
