@@ -214,8 +214,38 @@ class HybridEncoderSpec(EncoderSpec):
         return dataclasses.replace(self, name=f"{self.name}_proxy", stages=tuple(stages))
 
 
+class PatchTokenRule:
+    """Kinds whose token rule is ``patch`` pixels per token side and ``width`` feature channels."""
+
+    patch: int
+    width: int
+
+    @property
+    def output_stride(self) -> int:
+        return self.patch
+
+    @property
+    def feature_width(self) -> int:
+        return self.width
+
+
+class ReadTokenRule(PatchTokenRule):
+    """Kinds whose token rule is read from a built model (timm's, the user's): a feature map needs a
+    multiple of its reduction, a token sequence takes any resolution of at least one patch."""
+
+    layout: str
+
+    def grid(self, resolution: int) -> int:
+        if self.layout == "map":
+            return super().grid(resolution)  # type: ignore[misc]
+        _require_positive_int("resolution", resolution)
+        if resolution < self.patch:
+            raise SpecError("resolution", f"{resolution} px is smaller than one {self.patch}-px patch")
+        return resolution // self.patch
+
+
 @dataclass(frozen=True)
-class ViTSpec(EncoderSpec):
+class ViTSpec(PatchTokenRule, EncoderSpec):
     """A plain ViT (CLIP-style: pre-norm, class token); tokens exclude the class token."""
 
     name: str
@@ -265,14 +295,6 @@ class ViTSpec(EncoderSpec):
         return 1
 
     @property
-    def output_stride(self) -> int:
-        return self.patch
-
-    @property
-    def feature_width(self) -> int:
-        return self.width
-
-    @property
     def head_dim(self) -> int:
         return self.width // self.heads
 
@@ -286,7 +308,7 @@ class ViTSpec(EncoderSpec):
 
 
 @dataclass(frozen=True)
-class TimmSpec(EncoderSpec):
+class TimmSpec(ReadTokenRule, EncoderSpec):
     """Any timm model by name (random weights, or the user's ``checkpoint`` file).
 
     Its token rule is data read from the model once, when the spec is made
@@ -314,22 +336,6 @@ class TimmSpec(EncoderSpec):
             _require_positive_int(field, getattr(self, field))
         if self.layout not in ("tokens", "map"):
             raise SpecError("layout", f"must be 'tokens' or 'map', got {self.layout!r}")
-
-    @property
-    def output_stride(self) -> int:
-        return self.patch
-
-    @property
-    def feature_width(self) -> int:
-        return self.width
-
-    def grid(self, resolution: int) -> int:
-        if self.layout == "map":
-            return super().grid(resolution)
-        _require_positive_int("resolution", resolution)
-        if resolution < self.patch:
-            raise SpecError("resolution", f"{resolution} px is smaller than one {self.patch}-px patch")
-        return resolution // self.patch
 
     def scaled(self, width_scale: float, depth_scale: float) -> TimmSpec:
         raise SpecError("accuracy.proxy", f"the proxy cannot scale a timm model ({self.model}); use a hybrid spec")
@@ -379,7 +385,7 @@ class ConvNeXtSpec(EncoderSpec):
 
 
 @dataclass(frozen=True)
-class ModuleSpec(EncoderSpec):
+class ModuleSpec(ReadTokenRule, EncoderSpec):
     """Any ``nn.Module`` factory the user has, by import path (Hydra's ``_target_``) and keyword
     arguments; its token rule (pixels per token, feature width, layout, prefix tokens) is read from
     the module once, on the meta device (:func:`fastvitsearch.build.module_spec`). The module's
@@ -407,14 +413,6 @@ class ModuleSpec(EncoderSpec):
 
     def __hash__(self) -> int:  # kwargs is a dict: hash the content instead
         return hash(self.content_hash)
-
-    @property
-    def output_stride(self) -> int:
-        return self.patch
-
-    @property
-    def feature_width(self) -> int:
-        return self.width
 
     def scaled(self, width_scale: float, depth_scale: float) -> ModuleSpec:
         raise SpecError("accuracy.proxy", f"the proxy cannot scale your module ({self.target}); use a hybrid spec")
