@@ -368,3 +368,21 @@ def test_an_unchanged_results_table_does_not_rebuild_its_report(tmp_path, table)
     assert first.rebuilt and not again.rebuilt and again.pngs == sorted(first.pngs)
     table.assign(ttft_ms=table["ttft_ms"] + 1).to_csv(folder / "results.csv", index=False)
     assert build_report(folder, tmp_path / "report", only_if_changed=True).rebuilt  # new results: rebuilt
+
+
+def test_dominance_says_which_wins_survive_the_error_bars():
+    from fastvitsearch.report.data import dominance
+
+    rows = pd.DataFrame(
+        {
+            "state": ["COMPLETE"] * 3,
+            "point": ["fastvithd@1024+q", "near@1024+q", "far@512+q"],
+            "family": ["FastViTHD", "custom", "custom"],
+            "ttft_ms": [1000.0, 900.0, 500.0],
+            "ttft_ms_error": [0.01, 0.01, 0.01],
+            "accuracy": [60.0, 61.0, 70.0],
+            "accuracy_error": [0.05, 0.05, 0.01],  # relative: +-3 points at 60
+        }
+    )
+    table = dominance(rows, {"ttft_ms": "minimize", "accuracy": "maximize"})
+    assert table.loc[0, "dominated_by"] == "near@1024+q, far@512+q" and table.loc[0, "beyond_errors"] == "far@512+q"

@@ -387,18 +387,30 @@ def dominance(table: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
         return pd.DataFrame()
     anchors, found = done[is_anchor(done)], done[~is_anchor(done)]
     sign = {c: (1.0 if d == "minimize" else -1.0) for c, d in objectives.items()}
+
+    def half_width(row: Any, column: str) -> float:
+        """A value's error in its own units (records keep it relative to the value)."""
+        error = getattr(row, f"{column}_error", None)
+        return 0.0 if error is None or pd.isna(error) else abs(float(error) * float(getattr(row, column)))
+
     rows = []
     for anchor in anchors.itertuples():
-        better = []
+        better, clear = [], []
         for design in found.itertuples():
             diffs = [sign[c] * (getattr(design, c) - getattr(anchor, c)) for c in objectives]
             if all(d <= 0 for d in diffs) and any(d < 0 for d in diffs):
                 better.append(design.point)
+                margins = [
+                    d + half_width(design, c) + half_width(anchor, c) for d, c in zip(diffs, objectives, strict=True)
+                ]
+                if all(m <= 0 for m in margins):  # still dominates with every value at its worse error edge
+                    clear.append(design.point)
         rows.append(
             {
                 "anchor": anchor.point,
                 **{c: getattr(anchor, c) for c in objectives},
                 "dominated_by": ", ".join(better) if better else "none",
+                "beyond_errors": ", ".join(clear) if clear else "none",
             }
         )
     return pd.DataFrame(rows)
