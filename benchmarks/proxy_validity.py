@@ -29,15 +29,13 @@ import torch
 
 from fastvitsearch import paper  # noqa: E402
 from fastvitsearch.accuracy.calibration import (  # noqa: E402
-    NOT_PART_OF_THE_TASK,
     PACKAGED,
     MonotoneMap,
     ProxyRun,
     ProxyRuns,
     rank_agreement,
 )
-from fastvitsearch.accuracy.proxy import PROXY_VERSION, ProxyConfig, proxy_config, train_and_evaluate  # noqa: E402
-from fastvitsearch.cache import MeasurementCache  # noqa: E402
+from fastvitsearch.accuracy.proxy import PROXY_VERSION, ProxyAccuracy, ProxyConfig, proxy_config  # noqa: E402
 from fastvitsearch.presets import get_spec  # noqa: E402
 from fastvitsearch.report import png  # noqa: E402
 from fastvitsearch.spec import SpecError  # noqa: E402
@@ -63,7 +61,8 @@ def machine() -> str:
     )
 
 
-def run_points(config: ProxyConfig, seeds: list[int], cache: MeasurementCache) -> list[ProxyRun]:
+def run_points(config: ProxyConfig, seeds: list[int], cache_dir: str | None) -> list[ProxyRun]:
+    source = ProxyAccuracy(seeds=seeds, cache_dir=cache_dir, **dataclasses.asdict(config))
     runs = []
     for row in paper.validation_points("TextVQA").itertuples():
         try:
@@ -73,18 +72,7 @@ def run_points(config: ProxyConfig, seeds: list[int], cache: MeasurementCache) -
             continue
         accuracies, seconds = [], 0.0
         for seed in seeds:
-            key = {
-                "kind": "proxy",
-                "version": PROXY_VERSION,
-                "spec_hash": get_spec(row.preset).content_hash,
-                "resolution": int(row.resolution),
-                "config": {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_PART_OF_THE_TASK},
-                "seed": seed,
-            }
-            result = cache.get(key)
-            if result is None:
-                result = train_and_evaluate(get_spec(row.preset), int(row.resolution), config, seed)
-                cache.put(key, result)
+            result = source.run(get_spec(row.preset), int(row.resolution), seed)  # cached like a sweep's runs
             accuracies.append(round(result["accuracy"], 3))
             seconds += result["train_seconds"]
             took = result["train_seconds"]
@@ -190,7 +178,7 @@ def main() -> None:
     if args.from_runs:
         measured_on, point_runs = runs_from_file(Path(args.from_runs), args.attempt)
     else:
-        measured_on, point_runs = machine(), tuple(run_points(config, args.seeds, MeasurementCache(args.cache_dir)))
+        measured_on, point_runs = machine(), tuple(run_points(config, args.seeds, args.cache_dir))
     runs = ProxyRuns(PROXY_VERSION, settings, measured_on, point_runs)
     (RESULTS / f"{args.attempt}.json").write_text(runs.to_json())
     rows = agreement_rows(args.attempt, runs)

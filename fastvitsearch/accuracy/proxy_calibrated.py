@@ -23,7 +23,9 @@ import numpy as np
 
 from fastvitsearch import paper
 from fastvitsearch.accuracy.calibration import MonotoneMap, ProxyRuns, config_fingerprint
+from fastvitsearch.accuracy.predicted import AccuracyModel
 from fastvitsearch.accuracy.predicted import fit as fit_loglinear
+from fastvitsearch.accuracy.proxy import METRIC as PROXY_METRIC
 from fastvitsearch.accuracy.proxy import PROXY_VERSION, ProxyAccuracy
 from fastvitsearch.llm import LLM_PRESETS, LLMSpec
 from fastvitsearch.record import Refusal, Sourced
@@ -69,6 +71,7 @@ class ProxyCalibratedAccuracy:
         self.llm_shift = bool(llm_shift)
         self.margin = float(margin)
         self._maps: dict[str, MonotoneMap | str] = {}
+        self._loglinear: dict[str, AccuracyModel] = {}
         self.seed_sd = float(np.mean([r.sd for r in self.runs.runs])) if self.runs.runs else 0.0
 
     def diagnostics(self) -> list[str]:
@@ -95,7 +98,9 @@ class ProxyCalibratedAccuracy:
             return 0.0, 0.0, "none: llm_shift=false (the value is for Vicuna-7B, LLaVA-1.5 recipe)"
         if llm.params == base.params and self.recipe == paper.VALIDATION_SETTING["recipe"]:
             return 0.0, 0.0, "none (validation setting)"
-        model = fit_loglinear(metric)
+        if metric not in self._loglinear:  # fitted once per metric, not per point
+            self._loglinear[metric] = fit_loglinear(metric)
+        model = self._loglinear[metric]
         low, high = model.log_params
         if not low - math.log(SHIFT_MARGIN) <= math.log(llm.params) <= high + math.log(SHIFT_MARGIN):
             raise ValueError(
@@ -115,7 +120,7 @@ class ProxyCalibratedAccuracy:
         fitted = self.monotone_map(metric)
         if isinstance(fitted, str):
             return Refusal(self.name, fitted)
-        proxy = self.proxy.lookup(encoder, resolution, llm, self.proxy_metric)
+        proxy = self.proxy.lookup(encoder, resolution, llm, PROXY_METRIC)
         if isinstance(proxy, Refusal):
             return Refusal(self.name, proxy.reason)
         low, high = fitted.proxy_range
@@ -149,9 +154,3 @@ class ProxyCalibratedAccuracy:
                 **{k: proxy.detail[k] for k in ("per_seed", "train_seconds") if k in proxy.detail},
             },
         )
-
-    @property
-    def proxy_metric(self) -> str:
-        from fastvitsearch.accuracy.proxy import METRIC
-
-        return METRIC
