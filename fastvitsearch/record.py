@@ -19,6 +19,9 @@ KINDS = ("counted", "measured", "predicted", "published", "proxy", "user", "not-
 _TRUST = ("counted", "published", "measured", "user", "proxy", "predicted")
 #: the latency parts of a TTFT, in the order they happen
 LATENCY_PARTS = ("encoder_ms", "projector_ms", "prefill_ms", "ttft_ms")
+#: the record's :class:`Sourced` fields: the latency parts, the encoder latency the latency model
+#: predicted beside a measured one (``device.latency=both`` or a screened search), the accuracy
+SOURCED_FIELDS = (*LATENCY_PARTS, "encoder_ms_predicted", "accuracy")
 #: timing statistics of a measured part that get their own columns (``<part>_<stat>``)
 #: (``other_cpu``: CPU cores other processes used while it was timed, from its environment)
 _STATS = {
@@ -139,6 +142,7 @@ class TrialRecord:
     projector_ms: Sourced | None = None
     prefill_ms: Sourced | None = None
     ttft_ms: Sourced | None = None
+    encoder_ms_predicted: Sourced | None = None
     accuracy: Sourced | None = None
     accuracy_metric: str | None = None
     refusals: tuple[str, ...] = ()
@@ -159,7 +163,7 @@ class TrialRecord:
         for f in fields(cls):
             if f.name == "versions":
                 continue
-            if f.name in (*LATENCY_PARTS, "accuracy"):
+            if f.name in SOURCED_FIELDS:
                 out += cls.sourced_columns(f.name)
             else:
                 out.append(f.name)
@@ -172,7 +176,7 @@ class TrialRecord:
             value = getattr(self, f.name)
             if f.name == "versions":
                 row.update({f"version_{k}": v for k, v in value.items()})
-            elif f.name in (*LATENCY_PARTS, "accuracy"):
+            elif f.name in SOURCED_FIELDS:
                 row.update(_sourced_to_columns(f.name, value))
             elif f.name == "refusals":
                 row[f.name] = list(value)
@@ -192,7 +196,7 @@ class TrialRecord:
                     for k, v in row.items()
                     if k.startswith("version_") and not _missing(v)
                 }
-            elif f.name in (*LATENCY_PARTS, "accuracy"):
+            elif f.name in SOURCED_FIELDS:
                 kwargs[f.name] = _sourced_from_columns(f.name, row)
             elif f.name in row and not _missing(row[f.name]):
                 value = row[f.name]

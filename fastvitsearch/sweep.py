@@ -33,7 +33,7 @@ from fastvitsearch import study as studies
 from fastvitsearch.accuracy import AccuracySource, make_sources
 from fastvitsearch.config import register_configs
 from fastvitsearch.pareto import pareto_front
-from fastvitsearch.point import OVER_BUDGET, Point, evaluate
+from fastvitsearch.point import OVER_BUDGET, Point, Screen, evaluate
 from fastvitsearch.profile.devices import Device, device_from_config
 from fastvitsearch.profile.runtimes import RuntimeMismatch
 from fastvitsearch.record import TrialRecord
@@ -234,6 +234,8 @@ class SweepSetup:
     strategy: Strategy
     seed: int
     ttft_budget_ms: float | None
+    #: ``device.latency=screened``: predict every candidate, measure those that can reach the front
+    screened: bool
     text_tokens: int
     retry_failed: bool
     worker: bool
@@ -291,6 +293,7 @@ class SweepSetup:
             strategy=strategy,
             seed=int(search.get("seed", 0)),
             ttft_budget_ms=float(budget) if budget is not None else None,
+            screened=cfg.device.get("latency") == "screened",
             text_tokens=int(cfg.text_tokens),
             retry_failed=bool(cfg.retry_failed),
             worker=bool(cfg.worker),
@@ -364,6 +367,46 @@ def _objective_value(record: TrialRecord, name: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _dominates(better: dict[str, float], worse: dict[str, float], objectives: dict[str, str]) -> bool:
+    signs = {name: 1.0 if direction == "minimize" else -1.0 for name, direction in objectives.items()}
+    pairs = [(signs[n] * better[n], signs[n] * worse[n]) for n in objectives]
+    return all(b <= w for b, w in pairs) and any(b < w for b, w in pairs)
+
+
+def _bounds(row: dict[str, Any], objectives: dict[str, str], optimistic: bool) -> dict[str, float] | None:
+    """A record row's objective values, its latencies moved to the end of a predicted encoder
+    latency's error that favours it (``optimistic``) or counts against it."""
+    values = {n: row.get(n) for n in objectives}
+    if any(v is None for v in values.values()):
+        return None
+    if str(row.get("encoder_ms_source", "")).startswith("predicted") and row.get("encoder_ms_error"):
+        shift = row["encoder_ms"] * row["encoder_ms_error"] * (-1.0 if optimistic else 1.0)
+        for name in ("encoder_ms", "ttft_ms"):
+            if name in values:
+                values[name] += shift
+    return values
+
+
+def front_screen(study: optuna.Study, objectives: dict[str, str]) -> Screen:
+    """The screening rule: measure a candidate unless a scored point dominates it even with the
+    candidate's predicted latency at the low end of its error and the other's at its high end."""
+
+    def screen(record: TrialRecord, lowest_ttft_ms: float) -> str | None:
+        candidate = _bounds(record.to_row(), objectives, optimistic=True)
+        if candidate is None:
+            return None
+        if "ttft_ms" in candidate:
+            candidate["ttft_ms"] = lowest_ttft_ms
+        for trial in studies.trials(study, (TrialState.COMPLETE,)):
+            other = _bounds(trial.user_attrs.get(RECORD_ATTR) or {}, objectives, optimistic=False)
+            if other is not None and _dominates(other, candidate, objectives):
+                point = trial.user_attrs.get("point", f"trial {trial.number}")
+                return f"dominated by {point} (trial {trial.number}) within the prediction's error"
+        return None
+
+    return screen
+
+
 def _evaluate_trial(setup: SweepSetup, trial: optuna.Trial) -> tuple[TrialState, list[float] | None, str]:
     """Run one trial: (state, objective values, the line to print). Raises what it cannot record."""
     point = setup.strategy.point(trial)
@@ -376,8 +419,10 @@ def _evaluate_trial(setup: SweepSetup, trial: optuna.Trial) -> tuple[TrialState,
         trial.set_user_attr(studies.REPEAT_ATTR, earlier)
         return TrialState.PRUNED, None, f"{point.key}: repeat of trial {earlier} (same architecture, resolution, LLM)"
     # anchors are always scored: they are what the search's designs are compared with
-    budget = None if trial.user_attrs.get("anchor") else setup.ttft_budget_ms
-    record = evaluate(point, setup.device, setup.sources, setup.metric, setup.text_tokens, budget)
+    anchor = bool(trial.user_attrs.get("anchor"))
+    budget = None if anchor else setup.ttft_budget_ms
+    screen = front_screen(trial.study, setup.objectives) if setup.screened and not anchor else None
+    record = evaluate(point, setup.device, setup.sources, setup.metric, setup.text_tokens, budget, screen)
     trial.set_user_attr(RECORD_ATTR, record.to_row())
     if setup.ttft_budget_ms is not None and record.ttft_ms is not None:
         excess = record.ttft_ms.value - setup.ttft_budget_ms  # feasible when <= 0

@@ -212,3 +212,12 @@ def test_arch_search_smoke_scores_every_point_once_with_anchors(tmp_path):
     assert set(done["accuracy_source"].str.split(":").str[0]) == {"proxy"}
     assert done["accuracy_source"].str.contains("proxy-calibrated").all()
     assert json.loads(done.iloc[0]["spec"])["kind"] == "hybrid"
+    # screened (device.latency=screened): anchors measured; every other scored design predicted
+    # first, and measured only when it could reach the front (its prediction then kept beside)
+    anchors = table["point"].str.startswith(("tiny_fastvithd@", "tiny_fastvit@"))
+    assert (table[anchors]["encoder_ms_source"].str.split(":").str[0] == "measured").all()
+    designs = done[~done["point"].str.startswith(("tiny_fastvithd@", "tiny_fastvit@"))]
+    measured = designs["encoder_ms_source"].str.startswith("measured")
+    assert designs[measured]["encoder_ms_predicted_source"].str.startswith("predicted:latency-model@cpu").all()
+    unmeasured = designs[~measured]["encoder_ms_source"]
+    assert unmeasured.str.contains("not measured: dominated by").all()

@@ -69,6 +69,9 @@ class CoreMLDevice:
             float(row["median_ms"]), "measured", f"coreml:{self.device_name}/{self.compute_unit}", None, detail
         )
 
+    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced | None:
+        return None  # no latency model of its own to screen with
+
     def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:
         return None if self.covers(spec, resolution) else self.fallback.tiled_encoder_latency(spec, resolution, tiling)
 

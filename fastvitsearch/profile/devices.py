@@ -7,7 +7,8 @@ of :data:`DEVICE_TABLE`.
 
 | name          | class            | numbers                                                         |
 |---------------|------------------|-----------------------------------------------------------------|
-| ``cpu``/``cuda`` | ``LocalDevice`` | measured here (timing protocol, cached); big LLMs predicted     |
+| ``cpu``/``cuda`` | ``LocalDevice`` | measured here (timing protocol, cached) or predicted by the     |
+|               |                  | work-unit latency model (``latency``); big LLMs predicted       |
 | ``paper_m1max`` | ``PaperM1Max``  | the paper's published components; fits where it has none        |
 | ``coreml``    | ``CoreMLDevice`` | encoder timed on a Mac (results file), the rest from a fallback |
 """
@@ -40,6 +41,11 @@ class Device(Protocol):
 
     def prefill_latency(self, llm: LLMSpec, tokens: int) -> Sourced: ...
 
+    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced | None:
+        """The encoder latency its latency model predicts (with its held-out error), or None where
+        it has none: what a screened search ranks candidates on before measuring any."""
+        ...
+
     def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:
         """The device's own number for a tiled point, or None: then passes x one pass is used."""
         ...
@@ -58,6 +64,8 @@ class TimingConfig:
     max_runs: int = 20
     budget_seconds: float = 2.0
     noisy_threshold: float = 0.10
+    #: keep freed memory in the process (no page faults on every run; timing.retain_freed_memory)
+    retain_memory: bool = True
 
 
 @dataclass
@@ -70,6 +78,13 @@ class LocalDeviceConfig:
     #: fp32 | bf16 | fp16, where the runtime and this CPU support it (the LLM prefill stays in torch)
     precision: str = "fp32"
     threads: int = 1
+    #: encoder latency: measured | predicted (the work-unit latency model, calibrated here once
+    #: and cached) | both (measured, the prediction beside it) | screened (a search predicts every
+    #: candidate and measures only those that can reach the front within the prediction's error)
+    latency: str = "measured"
+    #: what the latency model is calibrated on: default (the search space's widths and sizes,
+    #: ViT-B to ViT-L blocks; ~1.5 min here) | tiny (tiny encoders, seconds: tests, smoke runs)
+    latency_calibration: str = "default"
     force: bool = False
     #: LLMs above this size are predicted from the prefill calibration instead of measured
     max_measured_llm_params: float = 2.0e9

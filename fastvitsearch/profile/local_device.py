@@ -6,21 +6,27 @@ calibrated on the LLMs that were measured, labelled ``predicted`` with its held-
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from fastvitsearch.cache import MeasurementCache
-from fastvitsearch.llm import LLM_PRESETS, LLMSpec, build_llm
+from fastvitsearch.llm import LLM_PRESETS, LLMSpec
 from fastvitsearch.profile.latency_model import LinearLatencyModel, fit_latency
-from fastvitsearch.profile.measure import measure_encoder, measure_prefill, measure_projector, prefill_dtype
 from fastvitsearch.profile.runtimes import check_runtime
-from fastvitsearch.profile.timing import TimingProtocol, device_fingerprint
+from fastvitsearch.profile.timing import TimingProtocol
 from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
 from fastvitsearch.tiling import Tiling
+
+if TYPE_CHECKING:  # torch, timm and the measuring modules load on the first measurement: a rerun
+    import torch  # of a finished sweep builds its device without them
+
+    from fastvitsearch.profile.latency_predictor import LatencyPredictor
+
+#: where a local device's encoder latency comes from (``device.latency``)
+LATENCY_MODES = ("measured", "predicted", "both", "screened")
 
 
 @dataclass
@@ -31,6 +37,10 @@ class LocalDevice:
     runtime: str = "eager"
     precision: str = "fp32"
     threads: int = 1
+    #: measured | predicted | both | screened (``LocalDeviceConfig.latency``)
+    latency: str = "measured"
+    #: default | tiny (``latency_predictor.CALIBRATIONS``)
+    latency_calibration: str = "default"
     protocol: TimingProtocol = field(default_factory=TimingProtocol)
     cache: MeasurementCache | None = field(default_factory=MeasurementCache)
     force: bool = False
@@ -43,6 +53,16 @@ class LocalDevice:
 
     def __post_init__(self) -> None:
         self._runtime = check_runtime(self.runtime, self.precision)
+        if self.latency not in LATENCY_MODES:
+            raise SpecError("device.latency", f"must be one of {', '.join(LATENCY_MODES)}, got {self.latency!r}")
+        if self.latency != "measured":
+            from fastvitsearch.profile.latency_predictor import CALIBRATIONS
+
+            if self.latency_calibration not in CALIBRATIONS:
+                raise SpecError(
+                    "device.latency_calibration",
+                    f"unknown calibration {self.latency_calibration!r}; one of {', '.join(CALIBRATIONS)}",
+                )
         if self.prefill not in ("measure", "calibrated"):
             raise SpecError("device.prefill", f"must be 'measure' or 'calibrated', got {self.prefill!r}")
         cores = os.cpu_count() or 1
@@ -55,15 +75,26 @@ class LocalDevice:
         unknown = sorted(set(self.calibration_llms) - set(LLM_PRESETS))
         if unknown:
             raise SpecError("device.calibration_llms", f"unknown LLM {unknown[0]!r}; known: {', '.join(LLM_PRESETS)}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise SpecError("device", "cuda was asked for but torch sees no CUDA device")
-        self.torch_device = torch.device(self.device)
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise SpecError("device", "cuda was asked for but torch sees no CUDA device")
         self.name = self.device
         self._llm: tuple[str, torch.nn.Module] | None = None
         self._prefill_model: LinearLatencyModel | None = None
         self._per_llm_models: dict[str, LinearLatencyModel] = {}
+        self._predictor: LatencyPredictor | None = None
+
+    @functools.cached_property
+    def torch_device(self) -> torch.device:
+        import torch
+
+        return torch.device(self.device)
 
     def record_fields(self, spec: EncoderSpec, resolution: int) -> dict[str, Any]:
+        from fastvitsearch.profile.timing import device_fingerprint
+
         return {
             "device": self.name,
             "device_fingerprint": device_fingerprint(self.torch_device),
@@ -74,6 +105,38 @@ class LocalDevice:
         }
 
     def encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced:
+        if self.latency == "predicted" and (predicted := self.predicted_encoder_latency(spec, resolution)):
+            return predicted
+        return self.measured_encoder_latency(spec, resolution)
+
+    def predictor(self) -> LatencyPredictor:
+        """The work-unit latency model of this device, runtime, precision and threads: calibrated
+        on first use (about a minute here), from the unit-timing cache after that."""
+        if self._predictor is None:
+            from fastvitsearch.profile.latency_predictor import CALIBRATIONS, calibrate
+
+            self._predictor = calibrate(
+                CALIBRATIONS[self.latency_calibration](),
+                device=self.torch_device,
+                runtime=self.runtime,
+                precision=self.precision,
+                threads=self.threads,
+                cache=self.cache,
+                force=self.force,
+            )
+        return self._predictor
+
+    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced | None:
+        """None for encoder kinds the latency model cannot decompose (they are measured)."""
+        from fastvitsearch.profile.work_units import UNIT_RULES
+
+        if self.latency == "measured" or spec.kind not in UNIT_RULES:
+            return None
+        return self.predictor().estimate(spec, resolution)
+
+    def measured_encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced:
+        from fastvitsearch.profile.measure import measure_encoder
+
         return measure_encoder(
             spec,
             resolution,
@@ -90,6 +153,8 @@ class LocalDevice:
         return None  # passes x one measured pass (batch 1), the paper's convention
 
     def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Sourced:
+        from fastvitsearch.profile.measure import measure_projector
+
         return measure_projector(
             feature_width,
             tokens,
@@ -103,12 +168,17 @@ class LocalDevice:
 
     def _model(self, llm: LLMSpec) -> torch.nn.Module:
         """One random-weight LLM kept at a time: building a 1.5B model costs seconds and GBs."""
+        from fastvitsearch.llm import build_llm
+        from fastvitsearch.profile.measure import prefill_dtype
+
         if self._llm is None or self._llm[0] != llm.name:
             self._llm = None
             self._llm = (llm.name, build_llm(llm, device=self.torch_device, dtype=prefill_dtype(self.torch_device)))
         return self._llm[1]
 
     def _measured_prefill(self, llm: LLMSpec, tokens: int) -> Sourced:
+        from fastvitsearch.profile.measure import measure_prefill
+
         kwargs = dict(device=self.torch_device, threads=self.threads, cache=self.cache, force=self.force)
         return measure_prefill(llm, tokens, model_factory=lambda: self._model(llm), **kwargs)
 

@@ -25,8 +25,9 @@ from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec
 from fastvitsearch.torch_threads import fixed_threads
 
-#: bumped when the protocol's semantics change (2: the numerics check's run counts as a warm-up run)
-PROTOCOL_VERSION = 2
+#: bumped when the protocol's semantics change (2: the numerics check's run counts as a warm-up run;
+#: 3: freed memory retained by the allocator, see timing.retain_freed_memory)
+PROTOCOL_VERSION = 3
 #: prefill runs take seconds each on a CPU: fewer repeats, same statistics
 DEFAULT_PROTOCOL = TimingProtocol()
 PREFILL_PROTOCOL = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=3, max_runs=10, budget_seconds=5.0)

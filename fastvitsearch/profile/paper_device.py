@@ -14,7 +14,6 @@ from typing import Any
 from fastvitsearch import paper
 from fastvitsearch.llm import LLMSpec
 from fastvitsearch.presets import get_spec
-from fastvitsearch.profile.count import count_encoder
 from fastvitsearch.profile.latency_model import LinearLatencyModel, fit_latency
 from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
@@ -40,11 +39,15 @@ class PaperM1Max:
         preset = paper.paper_encoder(spec)
         if (hit := paper.encoder_latencies().get((preset, resolution))) is not None:
             return Sourced(hit[0], "published", hit[1])
+        from fastvitsearch.profile.count import count_encoder  # torch: only for a point it has no number for
+
         return self._encoder_fit(preset).estimate(count_encoder(spec, resolution).macs)
 
     @staticmethod
     def _encoder_fit(preset: str | None) -> LinearLatencyModel:
         """Per-family fit when the spec is a published encoder, else over all published points."""
+        from fastvitsearch.profile.count import count_encoder
+
         published = paper.encoder_latencies()
         same = [(k, v) for k, v in published.items() if k[0] == preset]
         points = same if len(same) >= 2 else list(published.items())
@@ -57,6 +60,9 @@ class PaperM1Max:
             unit="MACs",
             through_origin=points is not same,
         )
+
+    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced | None:
+        return None  # no latency model of its own to screen with
 
     def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:
         """The paper's published tiled row (Table 10 R2, R3*, …) where it has one."""

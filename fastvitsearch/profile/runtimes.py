@@ -26,13 +26,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from fastvitsearch.spec import SpecError
+
+if TYPE_CHECKING:  # torch is imported where a model runs: choosing and checking a runtime needs none
+    import numpy as np
+    import torch
+    from torch import nn
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 Run = Callable[[], Any]
@@ -60,6 +61,8 @@ def _has_fp16() -> bool:
 
 
 def _torch_run(module: nn.Module, images: torch.Tensor, precision: str, threads: int, export: Path | None) -> Run:
+    import torch
+
     autocast = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else None
 
     def run() -> torch.Tensor:
@@ -72,6 +75,8 @@ def _torch_run(module: nn.Module, images: torch.Tensor, precision: str, threads:
 
 
 def _channels_last(module: nn.Module, images: torch.Tensor, precision: str, threads: int, export: Path | None) -> Run:
+    import torch
+
     return _torch_run(
         module.to(memory_format=torch.channels_last),
         images.contiguous(memory_format=torch.channels_last),
@@ -82,6 +87,8 @@ def _channels_last(module: nn.Module, images: torch.Tensor, precision: str, thre
 
 
 def _compiled(module: nn.Module, images: torch.Tensor, precision: str, threads: int, export: Path | None) -> Run:
+    import torch
+
     return _torch_run(torch.compile(module, dynamic=False), images, precision, threads, export)
 
 
@@ -89,6 +96,8 @@ OPSET = 17
 
 
 def _onnx_file(module: nn.Module, images: torch.Tensor, export: Path | None) -> Path:
+    import torch
+
     path = export if export is not None else Path(tempfile.mkdtemp(prefix="fastvitsearch-")) / "model.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -209,11 +218,16 @@ def check_runtime(runtime: str, precision: str = "fp32") -> Runtime:
 def export_path(root: Path, spec_hash: str, resolution: int) -> Path:
     """Where the ONNX export of one (spec, resolution) is cached, keyed by the exporter's versions:
     every exporting runtime reads the same file."""
+    import torch
+
     digest = hashlib.sha256(f"{spec_hash}|{resolution}|{torch.__version__}|{OPSET}".encode()).hexdigest()[:20]
     return root / "exports" / f"{digest}.onnx"
 
 
 def relative_error(output: Any, reference: torch.Tensor) -> float:
+    import numpy as np
+    import torch
+
     output = torch.as_tensor(np.asarray(output)) if not isinstance(output, torch.Tensor) else output
     scale = reference.abs().max().clamp_min(1e-12)
     return float((output.float() - reference.float()).abs().max() / scale)
@@ -234,6 +248,8 @@ def prepare_checked(
     the runtime, the error and the tolerance when it is off. Either way ``run`` has run once
     (a warm-up the timing protocol counts): eager fp32 is the reference itself, so it is not run twice.
     """
+    import torch
+
     entry = check_runtime(runtime, precision)
     with torch.inference_mode():
         reference = module(images)

@@ -7,9 +7,14 @@ from typing import Any
 
 import pandas as pd
 
-from fastvitsearch.record import LATENCY_PARTS
-
-_LABELS = {"encoder_ms": "encoder latency", "projector_ms": "projector", "prefill_ms": "LLM prefill", "ttft_ms": "TTFT"}
+#: rows in the order they are shown: a prediction beside the measured encoder latency it predicts
+_LABELS = {
+    "encoder_ms": "encoder latency",
+    "encoder_ms_predicted": "encoder latency, predicted",
+    "projector_ms": "projector",
+    "prefill_ms": "LLM prefill",
+    "ttft_ms": "TTFT",
+}
 
 
 def _ms(row: dict[str, Any], part: str) -> str:
@@ -36,7 +41,7 @@ def records_table(rows: Sequence[dict[str, Any]]) -> str:
         }
         column.update({f"MACs {op}": f"{r[f'macs_{op}'] / 1e9:,.2f} G" for op in ("conv", "linear", "attention")})
         sources.setdefault("counts", set()).add(r["counts_source"])
-        for part in LATENCY_PARTS:
+        for part in _LABELS:
             if r.get(part) is not None:
                 column[_LABELS[part]] = _ms(r, part)
                 sources.setdefault(_LABELS[part], set()).add(r[f"{part}_source"])

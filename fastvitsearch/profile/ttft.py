@@ -52,11 +52,14 @@ def ttft(
     device: Device,
     text_tokens: int = 0,
     tiling: Tiling | None = None,
+    encoder: Sourced | None = None,
 ) -> TTFTParts:
+    """The parts and their sum; ``encoder`` replaces the device's encoder latency (a screened
+    search sums a predicted one before deciding whether to measure it)."""
     if text_tokens < 0:
         raise SpecError("text_tokens", f"must be >= 0, got {text_tokens}")
     tokens = tiling.tokens(spec, resolution) if tiling else spec.tokens(resolution)
-    encoder = encoder_latency(device, spec, resolution, tiling)
+    encoder = encoder or encoder_latency(device, spec, resolution, tiling)
     projector = device.projector_latency(spec.feature_width, tokens, llm)
     prefill = device.prefill_latency(llm, tokens + text_tokens)
     parts = [encoder, projector, prefill]

@@ -1,0 +1,331 @@
+"""Encoder latency predicted for architectures never measured: a sum of work units.
+
+Why: a new hybrid at 1024 px takes ~30 s to build, reparameterize and time here; a search spends
+most of its time timing candidates far from the front. The encoder is split into the units its
+builder uses (:mod:`~fastvitsearch.profile.work_units`); calibration times each distinct unit of a
+few small calibration encoders in isolation, on the input it sees in the forward pass, in the
+device's runtime and precision, and each whole calibration encoder (every timing cached on
+disk). Each unit kind gets a non-negative least-squares fit ``t = a + sum_i b_i * feature_i`` on
+relative error; an encoder is predicted as the sum of its units' predictions times a glue factor
+per encoder kind (whole / sum of units on the calibration encoders: the reshapes and hand-offs
+between units). A prediction takes well under a millisecond: no module is built.
+
+Every prediction carries a held-out error: the mean absolute percentage error of predicting each
+calibration encoder's whole forward pass with everything refitted without it
+(leave-one-encoder-out). ``benchmarks/latency_predictor.py`` measures the error that matters:
+random architectures of the search space, whole encoders timed by the sweep's protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import nnls
+
+from fastvitsearch.build import build_encoder
+from fastvitsearch.cache import MeasurementCache
+from fastvitsearch.profile.runtimes import check_runtime, prepare_checked
+from fastvitsearch.profile.timing import TimingProtocol, device_fingerprint, measure
+from fastvitsearch.profile.work_units import WorkUnit, unit_modules, work_units
+from fastvitsearch.record import Sourced
+from fastvitsearch.spec import EncoderSpec, HybridEncoderSpec, SpecError, StageSpec, ViTSpec
+from fastvitsearch.torch_threads import fixed_threads
+
+#: bumped when what a unit timing means changes (cache entries of older versions are not reused)
+UNIT_TIMING_VERSION = 2
+#: unit timings: short units, so more repeats than an encoder gets, within a small budget
+UNIT_PROTOCOL = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=5, max_runs=15, budget_seconds=0.5)
+
+
+def _hybrid(name: str, base: int, n_stages: int, first_attention: int, mlp_ratio: float, **kwargs: Any):
+    stages = tuple(
+        StageSpec(
+            depth=1,
+            width=base * 2**i,
+            mixer="attention" if i >= first_attention else "repmixer",
+            mlp_ratio=mlp_ratio,
+            pos_enc="rcpe" if i >= first_attention else "none",
+            downsample=i > 0,
+            se_downsample=kwargs.pop(f"se{i}", False),
+        )
+        for i in range(n_stages)
+    )
+    options = {"attention_norm": "layernorm", "stem_scale_branch": False, "lkc_use_act": True, **kwargs}
+    return HybridEncoderSpec(name, stages, **options)
+
+
+def default_calibration() -> list[tuple[EncoderSpec, int]]:
+    """Small encoders (one block per stage) whose units span the search space's widths, token
+    counts, MLP ratios and mixers, plus the paper's unit variants (batch-norm attention, patch
+    embeddings without GELU or with squeeze-excite) and ViT blocks from ViT-B to ViT-L sizes."""
+    bn = {"attention_norm": "batchnorm", "lkc_use_act": False, "se2": True, "se3": True}
+    return [
+        (_hybrid("cal_w48_a2_m3", 48, 6, 2, 3.0), 1024),
+        (_hybrid("cal_w96_a4_m4", 96, 6, 4, 4.0), 1024),
+        (_hybrid("cal_w64_a3_m4", 64, 6, 3, 4.0), 512),
+        (_hybrid("cal_w80_a2_m3", 80, 6, 2, 3.0), 256),
+        (_hybrid("cal_w96_a3_m3", 96, 6, 3, 3.0), 512),
+        (_hybrid("cal_w48_a5_m4", 48, 6, 5, 4.0), 768),
+        (_hybrid("cal_bn_w80_a3_m3", 80, 4, 3, 3.0, **bn), 768),
+        (_hybrid("cal_bn_w64_a2_m4", 64, 5, 2, 4.0, **bn), 512),
+        (_hybrid("cal_w48_a4_m4", 48, 6, 4, 4.0), 256),
+        (_hybrid("cal_w96_a2_m4", 96, 5, 2, 4.0), 256),
+        (_hybrid("cal_w64_a3_m3", 64, 5, 3, 3.0), 1024),
+        (ViTSpec("cal_vit_b16", patch=16, depth=1, width=768, heads=12), 224),
+        (ViTSpec("cal_vit_b16", patch=16, depth=1, width=768, heads=12), 448),
+        (ViTSpec("cal_vit_l14", patch=14, depth=1, width=1024, heads=16), 224),
+        (ViTSpec("cal_vit_l14", patch=14, depth=1, width=1024, heads=16), 336),
+        (ViTSpec("cal_vit_s16", patch=16, depth=1, width=384, heads=6), 384),
+        (ViTSpec("cal_vit_s16", patch=16, depth=1, width=384, heads=6), 224),
+        (ViTSpec("cal_vit_b16", patch=16, depth=1, width=768, heads=12), 320),
+        (ViTSpec("cal_vit_l14", patch=14, depth=1, width=1024, heads=16), 448),
+        (ViTSpec("cal_vit_m16_m3", patch=16, depth=1, width=512, heads=8, mlp_ratio=3.0), 384),
+    ]
+
+
+def tiny_calibration() -> list[tuple[EncoderSpec, int]]:
+    """Tiny encoders (widths 8-256, 64-128 px) that calibrate in seconds: for tests and smoke runs
+    over the tiny presets; their predictions are rough."""
+    return [
+        (_hybrid("cal_tiny_w8_a2", 8, 5, 2, 2.0), 128),
+        (_hybrid("cal_tiny_w16_a3", 16, 5, 3, 2.0), 128),
+        (_hybrid("cal_tiny_w16_a2_m3", 16, 4, 2, 3.0), 64),
+        (_hybrid("cal_tiny_w8_a3_m4", 8, 4, 3, 4.0), 64),
+        (ViTSpec("cal_tiny_vit", patch=16, depth=1, width=64, heads=2), 64),
+        (ViTSpec("cal_tiny_vit", patch=16, depth=1, width=96, heads=3), 128),
+    ]
+
+
+#: ``device.latency_calibration``: the encoders a device's latency model is calibrated on
+CALIBRATIONS = {"default": default_calibration, "tiny": tiny_calibration}
+
+
+@dataclass(frozen=True)
+class UnitSample:
+    """One calibration encoder's unit, timed: the data a kind's fit uses."""
+
+    encoder: str
+    unit: WorkUnit
+    count: int
+    ms: float
+
+
+@dataclass(frozen=True)
+class CalibrationEncoder:
+    """One calibration encoder: its units' isolated timings and its whole forward pass (the glue
+    between units, and what the held-out error is measured on)."""
+
+    label: str
+    kind: str
+    units: list[UnitSample]
+    whole_ms: float
+
+
+def time_units(
+    spec: EncoderSpec,
+    resolution: int,
+    *,
+    device: torch.device,
+    runtime: str = "eager",
+    precision: str = "fp32",
+    threads: int = 1,
+    protocol: TimingProtocol = UNIT_PROTOCOL,
+    cache: MeasurementCache | None = None,
+    force: bool = False,
+) -> CalibrationEncoder:
+    """Each distinct unit of ``spec`` at ``resolution`` timed alone on the input it receives in
+    the forward pass, and the whole encoder, in ``runtime``/``precision`` (checked against eager
+    fp32); cached per unit and per encoder."""
+    entry = check_runtime(runtime, precision)
+    units = work_units(spec, resolution)
+    counts: dict[str, int] = defaultdict(int)
+    first: dict[str, int] = {}
+    for i, unit in enumerate(units):
+        key = json.dumps(unit.key, sort_keys=True)
+        counts[key] += 1
+        first.setdefault(key, i)
+    environment = {
+        "kind": "unit",
+        "version": UNIT_TIMING_VERSION,
+        "device": device_fingerprint(device),
+        "runtime": runtime,
+        "runtime_version": entry.version(),
+        "precision": precision,
+        "threads": threads,
+        "protocol": dataclasses.asdict(protocol),
+    }
+    whole_key = json.dumps({"whole": spec.content_hash, "resolution": resolution})
+    keys = {key: {**environment, **json.loads(key)} for key in [*first, whole_key]}
+    times: dict[str, float] = {}
+    if cache is not None and not force:
+        for key, full in keys.items():
+            if (hit := cache.get(full)) is not None:
+                times[key] = hit["median_ms"]
+    missing = [key for key in keys if key not in times]
+    if missing:
+        torch.manual_seed(0)
+        encoder = build_encoder(spec, resolution, inference_mode=True, dynamic_size=False).eval().to(device)
+        modules = unit_modules(encoder.backbone, spec.kind)
+        inputs: dict[int, torch.Tensor] = {}
+        hooks = [
+            m.register_forward_pre_hook(lambda _m, args, i=i: inputs.__setitem__(i, args[0]))
+            for i, m in enumerate(modules)
+        ]
+        images = torch.rand(1, 3, resolution, resolution, device=device)
+        with torch.inference_mode():
+            encoder.features(images)
+        for hook in hooks:
+            hook.remove()
+        for key in missing:
+            module, x = (encoder, images) if key == whole_key else (modules[first[key]], inputs[first[key]])
+            with fixed_threads(threads):
+                run, _ = prepare_checked(module, x, runtime, precision, threads)
+            timing = measure(run, device=device, threads=threads, protocol=protocol, warmed_up=1)
+            times[key] = timing.median_ms
+            if cache is not None:
+                cache.put(keys[key], timing.to_dict())
+    label = f"{spec.name}@{resolution}"
+    samples = [UnitSample(label, units[first[key]], counts[key], times[key]) for key in first]
+    return CalibrationEncoder(label, spec.kind, samples, times[whole_key])
+
+
+@dataclass(frozen=True)
+class KindModel:
+    """``t = intercept + coefficients . features`` for one unit kind (ms), all terms >= 0."""
+
+    kind: str
+    intercept_ms: float
+    coefficients: tuple[float, ...]
+    n_points: int
+
+    def predict(self, unit: WorkUnit) -> float:
+        return self.intercept_ms + float(np.dot(self.coefficients, unit.features()))
+
+
+def fit_kind(kind: str, samples: Sequence[UnitSample]) -> KindModel:
+    """Non-negative least squares on relative error (every unit weighs the same, small or large)."""
+    x = np.array([[1.0, *s.unit.features()] for s in samples])
+    t = np.array([s.ms for s in samples])
+    scale = np.abs(x).max(axis=0)
+    scale[scale == 0] = 1.0
+    weighted = (x / scale) / t[:, None]
+    solution, _ = nnls(weighted, np.ones(len(t)))
+    coef = solution / scale
+    return KindModel(kind, float(coef[0]), tuple(float(c) for c in coef[1:]), len(samples))
+
+
+def fit_kinds(samples: Sequence[UnitSample]) -> dict[str, KindModel]:
+    by_kind: dict[str, list[UnitSample]] = defaultdict(list)
+    for sample in samples:
+        by_kind[sample.unit.kind].append(sample)
+    return {kind: fit_kind(kind, group) for kind, group in by_kind.items()}
+
+
+@dataclass
+class LatencyPredictor:
+    """Per-kind models fitted on one device/runtime/precision/threads, with their held-out error."""
+
+    name: str
+    models: dict[str, KindModel]
+    #: per encoder kind, whole forward / sum of its units (reshapes and hand-offs between units)
+    glue: dict[str, float]
+    held_out_error: float | None
+    #: per calibration encoder: measured unit total, leave-it-out prediction (ms)
+    calibration: list[dict[str, Any]] = field(default_factory=list)
+    calibration_seconds: float = 0.0
+
+    def predict_ms(self, spec: EncoderSpec, resolution: int) -> float:
+        return self.glue.get(spec.kind, 1.0) * self.units_ms(spec, resolution)
+
+    def units_ms(self, spec: EncoderSpec, resolution: int) -> float:
+        total = 0.0
+        for unit in work_units(spec, resolution):
+            if unit.kind not in self.models:
+                raise SpecError(
+                    "device.latency",
+                    f"{spec.name} uses {unit.kind!r} units, which the latency model was not calibrated on "
+                    f"(calibrated: {', '.join(sorted(self.models))})",
+                )
+            total += self.models[unit.kind].predict(unit)
+        return total
+
+    def estimate(self, spec: EncoderSpec, resolution: int) -> Sourced:
+        """The prediction as a record value: ``predicted``, this model's label, its held-out error."""
+        detail = {
+            "model": "sum of work-unit fits (NNLS per kind on isolated unit timings) x glue factor",
+            "glue": round(self.glue.get(spec.kind, 1.0), 4),
+            "units": len(work_units(spec, resolution)),
+            "held_out": "leave-one-calibration-encoder-out MAPE",
+            "calibration_encoders": len(self.calibration),
+        }
+        return Sourced(round(self.predict_ms(spec, resolution), 3), "predicted", self.name, self.held_out_error, detail)
+
+
+def _units_total(models: dict[str, KindModel], encoder: CalibrationEncoder) -> float:
+    return sum(models[s.unit.kind].predict(s.unit) * s.count for s in encoder.units)
+
+
+def _fit(encoders: Sequence[CalibrationEncoder]) -> tuple[dict[str, KindModel], dict[str, float]]:
+    models = fit_kinds([s for e in encoders for s in e.units])
+    ratios: dict[str, list[float]] = defaultdict(list)
+    for e in encoders:
+        ratios[e.kind].append(e.whole_ms / _units_total(models, e))
+    return models, {kind: float(np.median(r)) for kind, r in ratios.items()}
+
+
+def fit_predictor(name: str, encoders: Sequence[CalibrationEncoder], seconds: float = 0.0) -> LatencyPredictor:
+    """Fit on every calibration encoder; the held-out error is the MAPE of each encoder's whole
+    forward pass predicted with the kinds and glue refitted without it (a unit kind only that
+    encoder has keeps its full fit: nothing else could predict it)."""
+    models, glue = _fit(encoders)
+    rows = []
+    for held in encoders:
+        others = [e for e in encoders if e is not held]
+        other_models, other_glue = _fit(others) if others else ({}, {})
+        refit = {**models, **other_models}
+        predicted = other_glue.get(held.kind, glue[held.kind]) * _units_total(refit, held)
+        rows.append({"encoder": held.label, "measured_ms": round(held.whole_ms, 3), "held_out_ms": round(predicted, 3)})
+    errors = [abs(r["held_out_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
+    error = round(float(np.mean(errors)), 4) if len(rows) > 1 else None
+    return LatencyPredictor(name, models, glue, error, rows, round(seconds, 1))
+
+
+def calibrate(
+    specs: Sequence[tuple[EncoderSpec, int]] | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    runtime: str = "eager",
+    precision: str = "fp32",
+    threads: int = 1,
+    protocol: TimingProtocol = UNIT_PROTOCOL,
+    cache: MeasurementCache | None = None,
+    force: bool = False,
+) -> LatencyPredictor:
+    """Time the calibration encoders' units (cached) and fit; ``specs`` defaults to
+    :func:`default_calibration`."""
+    device = torch.device(device)
+    start = time.perf_counter()
+    encoders = [
+        time_units(
+            spec,
+            resolution,
+            device=device,
+            runtime=runtime,
+            precision=precision,
+            threads=threads,
+            protocol=protocol,
+            cache=cache,
+            force=force,
+        )
+        for spec, resolution in (specs if specs is not None else default_calibration())
+    ]
+    name = f"latency-model@{device.type}/{runtime}" + ("" if precision == "fp32" else f"-{precision}")
+    return fit_predictor(name, encoders, time.perf_counter() - start)

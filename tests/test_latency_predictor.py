@@ -1,0 +1,256 @@
+"""The work-unit latency model: decomposition, calibration on tiny encoders, prediction with its
+error, ``device.latency`` modes and a screened search's rule (no wall-clock assertions)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastvitsearch.build import build_encoder
+from fastvitsearch.cache import MeasurementCache
+from fastvitsearch.llm import resolve_llm
+from fastvitsearch.point import OVER_BUDGET, Point, evaluate
+from fastvitsearch.presets import resolve_encoder
+from fastvitsearch.profile import latency_predictor
+from fastvitsearch.profile.latency_predictor import calibrate, fit_predictor, time_units
+from fastvitsearch.profile.local_device import LocalDevice
+from fastvitsearch.profile.timing import TimingProtocol
+from fastvitsearch.profile.work_units import FEATURES, memory_basis, unit_modules, work_units
+from fastvitsearch.record import Sourced, TrialRecord
+from fastvitsearch.spec import HybridEncoderSpec, SpecError, StageSpec, ViTSpec
+
+QUICK = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=2, max_runs=3, budget_seconds=0.01)
+
+
+def tiny_hybrid(width: int = 16, attention: bool = True) -> HybridEncoderSpec:
+    stages = (
+        StageSpec(depth=1, width=width, downsample=False),
+        StageSpec(depth=2, width=2 * width, se_downsample=True),
+        StageSpec(depth=1, width=4 * width, mixer="attention" if attention else "repmixer", pos_enc="rcpe"),
+    )
+    return HybridEncoderSpec(f"tiny_w{width}", stages, attention_norm="layernorm", lkc_use_act=True)
+
+
+TINY_VIT = ViTSpec("tiny_vit", patch=16, depth=2, width=64, heads=2)
+TINY_CALIBRATION = [
+    (tiny_hybrid(16), 64),
+    (tiny_hybrid(32), 128),
+    (tiny_hybrid(16, attention=False), 128),
+    (ViTSpec("cal_vit", patch=16, depth=1, width=64, heads=2), 64),
+    (ViTSpec("cal_vit", patch=16, depth=1, width=96, heads=3), 128),
+]
+
+
+@pytest.mark.parametrize("spec,resolution", [(tiny_hybrid(), 128), (TINY_VIT, 96), (resolve_encoder("fastvit"), 256)])
+def test_units_from_the_spec_match_the_built_modules(spec, resolution):
+    """The spec-only decomposition (what a prediction uses) lists the built encoder's modules,
+    in order, with each module's output width and pixels."""
+    units = work_units(spec, resolution)
+    encoder = build_encoder(spec, resolution, inference_mode=True, dynamic_size=False).eval()
+    modules = unit_modules(encoder.backbone, spec.kind)
+    assert len(units) == len(modules)
+    shapes = []
+    hooks = [m.register_forward_hook(lambda _m, _a, out: shapes.append(tuple(out.shape))) for m in modules]
+    with torch.inference_mode():
+        encoder.features(torch.rand(1, 3, resolution, resolution))
+    for hook in hooks:
+        hook.remove()
+    for unit, shape in zip(units, shapes, strict=True):
+        if len(shape) == 4:  # [B, C, H, W]
+            assert (unit.width, unit.pixels) == (shape[1], shape[2] * shape[3]), unit
+        else:  # ViT tokens [B, N, C] (the patch embedding has no class token yet)
+            assert (unit.width, unit.pixels) == (shape[2], shape[1]), unit
+        assert len(unit.features()) == len(FEATURES[unit.kind][0])
+
+
+def test_memory_basis_is_a_partition_of_unity():
+    for elements in (1, 1e4, 3e5, 1e6, 5e6, 1e8, 1e10):
+        weights = memory_basis(elements)
+        assert sum(weights) == pytest.approx(1.0) and min(weights) >= 0
+
+
+def test_a_kind_the_model_cannot_decompose_is_refused_naming_the_field():
+    with pytest.raises(SpecError, match="device.latency"):
+        work_units(resolve_encoder("convllava"), 256)
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor(tmp_path_factory):
+    cache = MeasurementCache(tmp_path_factory.mktemp("units"))
+    return calibrate(TINY_CALIBRATION, protocol=QUICK, cache=cache), cache
+
+
+def test_calibration_on_tiny_encoders_predicts_with_a_held_out_error(tiny_predictor):
+    predictor, _ = tiny_predictor
+    assert {"stem", "patch_embed", "rcpe", "repmixer", "attention", "final_conv", "vit_block"} <= set(predictor.models)
+    assert predictor.name == "latency-model@cpu/eager"
+    assert isinstance(predictor.held_out_error, float) and predictor.held_out_error >= 0
+    assert len(predictor.calibration) == len(TINY_CALIBRATION)
+    estimate = predictor.estimate(tiny_hybrid(24), 96)  # never calibrated on
+    assert estimate.kind == "predicted" and estimate.label == predictor.name
+    assert estimate.value > 0 and estimate.error == predictor.held_out_error
+    # deeper is slower: the sum over units grows with every block
+    deeper = HybridEncoderSpec(
+        "deeper", tuple(StageSpec(**{**s.__dict__, "depth": s.depth + 2}) for s in tiny_hybrid(24).stages)
+    )
+    assert predictor.predict_ms(deeper, 96) > estimate.value
+
+
+def test_unit_timings_are_cached(tiny_predictor, monkeypatch):
+    _, cache = tiny_predictor
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a cached calibration builds nothing")
+
+    monkeypatch.setattr(latency_predictor, "build_encoder", no_build)
+    again = calibrate(TINY_CALIBRATION, protocol=QUICK, cache=cache)
+    assert set(again.models) == set(tiny_predictor[0].models)
+
+
+def test_held_out_error_comes_from_leaving_each_encoder_out():
+    encoders = [time_units(spec, res, device=torch.device("cpu"), protocol=QUICK) for spec, res in TINY_CALIBRATION[:3]]
+    predictor = fit_predictor("test", encoders)
+    assert [row["encoder"] for row in predictor.calibration] == [e.label for e in encoders]
+    assert all(row["held_out_ms"] > 0 and row["measured_ms"] > 0 for row in predictor.calibration)
+    assert predictor.glue["hybrid"] > 0
+
+
+@pytest.fixture()
+def tiny_calibration(monkeypatch):
+    monkeypatch.setattr(latency_predictor, "default_calibration", lambda: TINY_CALIBRATION)
+
+
+def test_device_latency_modes(tmp_path, tiny_calibration):
+    cache = MeasurementCache(tmp_path)
+    spec, llm = tiny_hybrid(24), resolve_llm("tiny_llm")
+    kw = dict(protocol=QUICK, cache=cache, prefill="measure")
+    predicted = evaluate(Point("t", spec, 96, llm), LocalDevice(latency="predicted", **kw), [], None)
+    assert predicted.encoder_ms.source == "predicted:latency-model@cpu/eager"
+    assert predicted.encoder_ms.error is not None and predicted.encoder_ms_predicted is None
+    assert predicted.ttft_ms.kind == "predicted"
+    both = evaluate(Point("t", spec, 96, llm), LocalDevice(latency="both", **kw), [], None)
+    assert both.encoder_ms.kind == "measured" and both.encoder_ms_predicted.value == predicted.encoder_ms.value
+    row = both.to_row()
+    assert row["encoder_ms_predicted_source"] == "predicted:latency-model@cpu/eager"
+    assert TrialRecord.from_row(row).to_row() == row
+    # a kind the model cannot decompose is measured, even when predictions are asked for
+    other = resolve_encoder({"model": "resnet10t"})
+    assert evaluate(Point("r", other, 64, None), LocalDevice(latency="predicted", **kw), [], None).encoder_ms.kind == (
+        "measured"
+    )
+    with pytest.raises(SpecError, match="device.latency"):
+        LocalDevice(latency="guessed", **kw)
+
+
+class ScreeningDevice:
+    """A device whose latency model predicts 100 ms +-10 % and whose measurement says 95 ms."""
+
+    name = "stub"
+
+    def __init__(self) -> None:
+        self.measured = 0
+
+    def record_fields(self, spec, resolution):
+        return {"device": self.name}
+
+    def predicted_encoder_latency(self, spec, resolution):
+        return Sourced(100.0, "predicted", "latency-model@stub/eager", 0.10)
+
+    def encoder_latency(self, spec, resolution):
+        self.measured += 1
+        return Sourced(95.0, "measured", "stub")
+
+    def tiled_encoder_latency(self, spec, resolution, tiling):
+        return None
+
+    def projector_latency(self, feature_width, tokens, llm):
+        return Sourced(1.0, "measured", "stub")
+
+    def prefill_latency(self, llm, tokens):
+        return Sourced(9.0, "measured", "stub")
+
+
+class FixedAccuracy:
+    name = "fixed"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def lookup(self, spec, resolution, llm, metric):
+        self.calls += 1
+        return Sourced(50.0, "proxy", "fixed")
+
+    def diagnostics(self):
+        return []
+
+
+def test_screening_measures_only_what_can_reach_the_front():
+    point = Point("t", tiny_hybrid(), 64, resolve_llm("tiny_llm"))
+    device, source = ScreeningDevice(), FixedAccuracy()
+    args = (point, device, [source], "textvqa")
+
+    def never(record, lowest):
+        return None
+
+    measured = evaluate(*args, screen=never)
+    assert device.measured == 1 and measured.encoder_ms.kind == "measured"
+    assert measured.encoder_ms_predicted.value == 100.0 and measured.ttft_ms.value == 105.0
+
+    seen = []
+
+    def dominated(record, lowest):
+        seen.append(lowest)
+        return "dominated by a@1 (trial 0) within the prediction's error"
+
+    kept = evaluate(*args, screen=dominated)
+    assert device.measured == 1, "a candidate that cannot reach the front is not measured"
+    assert kept.encoder_ms.kind == "predicted" and "not measured: dominated" in kept.encoder_ms.label
+    assert kept.accuracy.value == 50.0 and seen == [pytest.approx(100.0)]  # 110 ms TTFT - 10 ms error
+
+    over = evaluate(*args, ttft_budget_ms=99.0, screen=never)  # even 100 ms (the low end) > 99 ms
+    assert device.measured == 1 and source.calls == 2, "neither measured nor trained"
+    assert over.accuracy is None and over.refusals[0].startswith(OVER_BUDGET)
+    assert "predicted" in over.refusals[0]
+    within = evaluate(*args, ttft_budget_ms=101.0, screen=never)  # 110 ms predicted, 100 ms possible
+    assert within.accuracy is not None and device.measured == 2
+
+
+def test_front_screen_rule(tmp_path):
+    import optuna
+
+    from fastvitsearch.results import RECORD_ATTR
+    from fastvitsearch.sweep import front_screen
+
+    objectives = {"ttft_ms": "minimize", "accuracy": "maximize"}
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=[200.0, 60.0],
+            user_attrs={
+                RECORD_ATTR: {
+                    "point": "a@1",
+                    "ttft_ms": 200.0,
+                    "accuracy": 60.0,
+                    "encoder_ms": 150.0,
+                    "encoder_ms_source": "measured:cpu",
+                    "encoder_ms_error": None,
+                },
+                "point": "a@1",
+            },
+        )
+    )
+    screen = front_screen(study, objectives)
+
+    def candidate(ttft, accuracy, error=0.1):
+        row = {
+            "ttft_ms": ttft,
+            "accuracy": accuracy,
+            "encoder_ms": ttft - 10,
+            "encoder_ms_error": error,
+            "encoder_ms_source": "predicted:latency-model@cpu/eager",
+        }
+        return type("R", (), {"to_row": lambda self: row})()
+
+    assert "dominated by a@1" in screen(candidate(260.0, 55.0), 235.0)  # slower and worse even at -10 %
+    assert screen(candidate(215.0, 55.0), 194.5) is None  # could be faster than a@1 within its error
+    assert screen(candidate(260.0, 65.0), 235.0) is None  # more accurate: on the front whatever its TTFT
