@@ -123,7 +123,7 @@ def evaluate(
     train a model for it); its record says so. Where the device's latency model predicts the
     encoder, a measured record keeps the prediction beside it (``encoder_ms_predicted``).
 
-    ``screen`` (a search on a device with ``latency=screened``): the encoder is predicted first;
+    ``screen`` (a search with ``screen_latency``): the encoder is predicted first;
     a point over the budget even at the low end of the prediction's error is not measured; a
     scored point is measured only if ``screen`` finds no reason against it (it could reach the
     front), else its record keeps the predicted latency and says why.
@@ -132,7 +132,11 @@ def evaluate(
     if device is None:
         return record
     record = record.with_(**device.record_fields(point.encoder, point.resolution), text_tokens=text_tokens)
-    predicted = None if point.tiling else device.predicted_encoder_latency(point.encoder, point.resolution)
+    predicted = (
+        None
+        if point.tiling
+        else device.predicted_encoder_latency(point.encoder, point.resolution, required=screen is not None)
+    )
     beside = {"encoder_ms_predicted": predicted}
     if point.llm is None:
         encoder = encoder_latency(device, point.encoder, point.resolution, point.tiling)

@@ -234,7 +234,7 @@ class SweepSetup:
     strategy: Strategy
     seed: int
     ttft_budget_ms: float | None
-    #: ``device.latency=screened``: predict every candidate, measure those that can reach the front
+    #: ``screen_latency``: predict every sampled design, measure those that can reach the front
     screened: bool
     text_tokens: int
     retry_failed: bool
@@ -293,7 +293,7 @@ class SweepSetup:
             strategy=strategy,
             seed=int(search.get("seed", 0)),
             ttft_budget_ms=float(budget) if budget is not None else None,
-            screened=cfg.device.get("latency") == "screened",
+            screened=bool(cfg.get("screen_latency", False)),
             text_tokens=int(cfg.text_tokens),
             retry_failed=bool(cfg.retry_failed),
             worker=bool(cfg.worker),

@@ -115,15 +115,10 @@ def test_held_out_error_comes_from_leaving_each_encoder_out():
     assert predictor.glue["hybrid"] > 0
 
 
-@pytest.fixture()
-def tiny_calibration(monkeypatch):
-    monkeypatch.setattr(latency_predictor, "default_calibration", lambda: TINY_CALIBRATION)
-
-
-def test_device_latency_modes(tmp_path, tiny_calibration):
+def test_device_latency_modes(tmp_path):
     cache = MeasurementCache(tmp_path)
     spec, llm = tiny_hybrid(24), resolve_llm("tiny_llm")
-    kw = dict(protocol=QUICK, cache=cache, prefill="measure")
+    kw = dict(protocol=QUICK, cache=cache, prefill="measure", latency_calibration="tiny")
     predicted = evaluate(Point("t", spec, 96, llm), LocalDevice(latency="predicted", **kw), [], None)
     assert predicted.encoder_ms.source == "predicted:latency-model@cpu/eager"
     assert predicted.encoder_ms.error is not None and predicted.encoder_ms_predicted is None
@@ -140,6 +135,12 @@ def test_device_latency_modes(tmp_path, tiny_calibration):
     )
     with pytest.raises(SpecError, match="device.latency"):
         LocalDevice(latency="guessed", **kw)
+    with pytest.raises(SpecError, match="device.latency_calibration"):
+        LocalDevice(**{**kw, "latency_calibration": "huge"})
+    # measured mode keeps no prediction, but a screened search gets one when it asks
+    measured = LocalDevice(**kw)
+    assert measured.predicted_encoder_latency(spec, 96) is None
+    assert measured.predicted_encoder_latency(spec, 96, required=True).kind == "predicted"
 
 
 class ScreeningDevice:
@@ -153,7 +154,7 @@ class ScreeningDevice:
     def record_fields(self, spec, resolution):
         return {"device": self.name}
 
-    def predicted_encoder_latency(self, spec, resolution):
+    def predicted_encoder_latency(self, spec, resolution, required=False):
         return Sourced(100.0, "predicted", "latency-model@stub/eager", 0.10)
 
     def encoder_latency(self, spec, resolution):

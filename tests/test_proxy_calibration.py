@@ -217,7 +217,9 @@ def test_arch_search_smoke_scores_every_point_once_with_anchors(tmp_path):
     anchors = table["point"].str.startswith(("tiny_fastvithd@", "tiny_fastvit@"))
     assert (table[anchors]["encoder_ms_source"].str.split(":").str[0] == "measured").all()
     designs = done[~done["point"].str.startswith(("tiny_fastvithd@", "tiny_fastvit@"))]
-    measured = designs["encoder_ms_source"].str.startswith("measured")
-    assert designs[measured]["encoder_ms_predicted_source"].str.startswith("predicted:latency-model@cpu").all()
-    unmeasured = designs[~measured]["encoder_ms_source"]
-    assert unmeasured.str.contains("not measured: dominated by").all()
+    assert len(designs) >= 1
+    for _, row in designs.iterrows():
+        if row["encoder_ms_source"].startswith("measured"):
+            assert row["encoder_ms_predicted_source"].startswith("predicted:latency-model@cpu/eager")
+        else:
+            assert "not measured: dominated by" in row["encoder_ms_source"]

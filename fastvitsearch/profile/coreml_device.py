@@ -69,7 +69,7 @@ class CoreMLDevice:
             float(row["median_ms"]), "measured", f"coreml:{self.device_name}/{self.compute_unit}", None, detail
         )
 
-    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced | None:
+    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int, required: bool = False) -> Sourced | None:
         return None  # no latency model of its own to screen with
 
     def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:

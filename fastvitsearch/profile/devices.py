@@ -41,9 +41,10 @@ class Device(Protocol):
 
     def prefill_latency(self, llm: LLMSpec, tokens: int) -> Sourced: ...
 
-    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced | None:
-        """The encoder latency its latency model predicts (with its held-out error), or None where
-        it has none: what a screened search ranks candidates on before measuring any."""
+    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int, required: bool = False) -> Sourced | None:
+        """The encoder latency its latency model predicts (with its held-out error) where the device
+        keeps one beside its measurement, or always when ``required`` (a screened search asks before
+        measuring); None where it has no model for the encoder."""
         ...
 
     def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:
@@ -79,8 +80,8 @@ class LocalDeviceConfig:
     precision: str = "fp32"
     threads: int = 1
     #: encoder latency: measured | predicted (the work-unit latency model, calibrated here once
-    #: and cached) | both (measured, the prediction beside it) | screened (a search predicts every
-    #: candidate and measures only those that can reach the front within the prediction's error)
+    #: and cached) | both (measured, the prediction beside it). A search with screen_latency=true
+    #: predicts every design first, whatever this says.
     latency: str = "measured"
     #: what the latency model is calibrated on: default (the search space's widths and sizes,
     #: ViT-B to ViT-L blocks; ~1.5 min here) | tiny (tiny encoders, seconds: tests, smoke runs)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.llm import LLM_PRESETS, LLMSpec
+from fastvitsearch.profile.latency_calibration import CALIBRATIONS
 from fastvitsearch.profile.latency_model import LinearLatencyModel, fit_latency
 from fastvitsearch.profile.runtimes import check_runtime
 from fastvitsearch.profile.timing import TimingProtocol
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # torch, timm and the measuring modules load on the first mea
     from fastvitsearch.profile.latency_predictor import LatencyPredictor
 
 #: where a local device's encoder latency comes from (``device.latency``)
-LATENCY_MODES = ("measured", "predicted", "both", "screened")
+LATENCY_MODES = ("measured", "predicted", "both")
 
 
 @dataclass
@@ -37,7 +38,7 @@ class LocalDevice:
     runtime: str = "eager"
     precision: str = "fp32"
     threads: int = 1
-    #: measured | predicted | both | screened (``LocalDeviceConfig.latency``)
+    #: measured | predicted | both (``LocalDeviceConfig.latency``)
     latency: str = "measured"
     #: default | tiny (``latency_predictor.CALIBRATIONS``)
     latency_calibration: str = "default"
@@ -55,14 +56,11 @@ class LocalDevice:
         self._runtime = check_runtime(self.runtime, self.precision)
         if self.latency not in LATENCY_MODES:
             raise SpecError("device.latency", f"must be one of {', '.join(LATENCY_MODES)}, got {self.latency!r}")
-        if self.latency != "measured":
-            from fastvitsearch.profile.latency_predictor import CALIBRATIONS
-
-            if self.latency_calibration not in CALIBRATIONS:
-                raise SpecError(
-                    "device.latency_calibration",
-                    f"unknown calibration {self.latency_calibration!r}; one of {', '.join(CALIBRATIONS)}",
-                )
+        if self.latency_calibration not in CALIBRATIONS:
+            raise SpecError(
+                "device.latency_calibration",
+                f"unknown calibration {self.latency_calibration!r}; one of {', '.join(CALIBRATIONS)}",
+            )
         if self.prefill not in ("measure", "calibrated"):
             raise SpecError("device.prefill", f"must be 'measure' or 'calibrated', got {self.prefill!r}")
         cores = os.cpu_count() or 1
@@ -113,7 +111,7 @@ class LocalDevice:
         """The work-unit latency model of this device, runtime, precision and threads: calibrated
         on first use (about a minute here), from the unit-timing cache after that."""
         if self._predictor is None:
-            from fastvitsearch.profile.latency_predictor import CALIBRATIONS, calibrate
+            from fastvitsearch.profile.latency_predictor import calibrate
 
             self._predictor = calibrate(
                 CALIBRATIONS[self.latency_calibration](),
@@ -126,11 +124,12 @@ class LocalDevice:
             )
         return self._predictor
 
-    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced | None:
-        """None for encoder kinds the latency model cannot decompose (they are measured)."""
+    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int, required: bool = False) -> Sourced | None:
+        """None for encoder kinds the latency model cannot decompose (they are measured), and in
+        ``measured`` mode unless ``required``."""
         from fastvitsearch.profile.work_units import UNIT_RULES
 
-        if self.latency == "measured" or spec.kind not in UNIT_RULES:
+        if (self.latency == "measured" and not required) or spec.kind not in UNIT_RULES:
             return None
         return self.predictor().estimate(spec, resolution)
 

@@ -61,7 +61,7 @@ class PaperM1Max:
             through_origin=points is not same,
         )
 
-    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced | None:
+    def predicted_encoder_latency(self, spec: EncoderSpec, resolution: int, required: bool = False) -> Sourced | None:
         return None  # no latency model of its own to screen with
 
     def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:
