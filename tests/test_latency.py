@@ -220,3 +220,25 @@ def test_long_published_prefills_are_looked_up_but_not_fitted():
     fitted = paper.prefill_latency(qwen, 1024)
     assert fitted.kind == "predicted" and fitted.detail["fitted_range"][1] == qwen.prefill_flops(1280)
     assert 50.5 < fitted.value < 336.4  # between the published 256- and 1280-token prefills
+
+
+def test_two_agreeing_runs_settle_a_slow_measurement():
+    """Repeats follow the variance observed: once the budget is spent, two runs that agree stop the
+    measurement before min_runs; runs that disagree (or agree_within=0) take min_runs."""
+    import time as clock
+
+    from fastvitsearch.profile.timing import measure
+
+    def steady():
+        clock.sleep(0.05)
+
+    durations = iter([0.05, 0.12, 0.05, 0.05, 0.05])
+
+    def unsteady():
+        clock.sleep(next(durations))
+
+    base = dict(warmup_runs=0, warmup_seconds=0.0, min_runs=3, max_runs=5, budget_seconds=0.01)
+    cpu = torch.device("cpu")
+    assert measure(steady, device=cpu, protocol=TimingProtocol(**base, agree_within=0.5)).n == 2
+    assert measure(steady, device=cpu, protocol=TimingProtocol(**base, agree_within=0.0)).n == 3
+    assert measure(unsteady, device=cpu, protocol=TimingProtocol(**base, agree_within=0.5)).n == 3

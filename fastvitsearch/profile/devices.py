@@ -65,6 +65,8 @@ class TimingConfig:
     max_runs: int = 20
     budget_seconds: float = 2.0
     noisy_threshold: float = 0.10
+    #: stop after two runs that agree within this share (before min_runs) once the budget is spent
+    agree_within: float = 0.05
     #: keep freed memory in the process (no page faults on every run; timing.retain_freed_memory)
     retain_memory: bool = True
 

@@ -82,6 +82,7 @@ class LocalDevice:
         self._llm: tuple[str, torch.nn.Module] | None = None
         self._prefill_model: LinearLatencyModel | None = None
         self._per_llm_models: dict[str, LinearLatencyModel] = {}
+        self._calibration_prefills: dict[str, dict[int, Sourced]] = {}
         self._predictor: LatencyPredictor | None = None
 
     @functools.cached_property
@@ -184,14 +185,19 @@ class LocalDevice:
     def prefill_latency(self, llm: LLMSpec, tokens: int) -> Sourced:
         if llm.params > self.max_measured_llm_params:
             return self.prefill_model().estimate(llm.prefill_flops(tokens))
-        if self.prefill == "measure" or tokens in self.calibration_tokens:
+        if self.prefill == "measure":
             return self._measured_prefill(llm, tokens)
-        if llm.name not in self._per_llm_models:
+        if llm.name not in self._per_llm_models:  # every calibration length while this LLM is built
             lengths = self.calibration_tokens
-            times = [self._measured_prefill(llm, t).value for t in lengths]
+            measured = {t: self._measured_prefill(llm, t) for t in lengths}
+            self._calibration_prefills[llm.name] = measured
             self._per_llm_models[llm.name] = fit_latency(
-                f"prefill-fit[{llm.name}]@{self.name}", [llm.prefill_flops(t) for t in lengths], times
+                f"prefill-fit[{llm.name}]@{self.name}",
+                [llm.prefill_flops(t) for t in lengths],
+                [m.value for m in measured.values()],
             )
+        if tokens in self.calibration_tokens:
+            return self._calibration_prefills[llm.name][tokens]
         return self._per_llm_models[llm.name].estimate(llm.prefill_flops(tokens))
 
     def prefill_model(self) -> LinearLatencyModel:

@@ -26,11 +26,12 @@ from fastvitsearch.spec import EncoderSpec
 from fastvitsearch.torch_threads import fixed_threads
 
 #: bumped when the protocol's semantics change (2: the numerics check's run counts as a warm-up run;
-#: 3: freed memory retained by the allocator, see timing.retain_freed_memory)
+#: 3: freed memory retained by the allocator, see timing.retain_freed_memory; two agreeing runs
+#: may settle a slow measurement, see TimingProtocol.agree_within)
 PROTOCOL_VERSION = 3
 #: prefill runs take seconds each on a CPU: fewer repeats, same statistics
 DEFAULT_PROTOCOL = TimingProtocol()
-PREFILL_PROTOCOL = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=3, max_runs=10, budget_seconds=5.0)
+PREFILL_PROTOCOL = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=3, max_runs=10, budget_seconds=2.0)
 
 
 def prefill_dtype(device: torch.device) -> torch.dtype:

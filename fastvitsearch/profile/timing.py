@@ -40,6 +40,9 @@ class TimingProtocol:
     max_runs: int = 50
     budget_seconds: float = 3.0
     noisy_threshold: float = 0.10
+    #: stop after two runs (before ``min_runs``) when they differ by at most this share of their
+    #: mean: the repeats a slow encoder gets follow the variance observed (0 disables)
+    agree_within: float = 0.05
     #: keep freed memory in the process (glibc) instead of returning every large tensor to the
     #: system: see :func:`retain_freed_memory`
     retain_memory: bool = True
@@ -159,6 +162,14 @@ def retain_freed_memory() -> str:
     return _allocator
 
 
+def _settled(samples: list[float], protocol: TimingProtocol) -> bool:
+    """Two runs that agree within ``agree_within``: a third would not move the estimate (runs of a
+    slow encoder vary by ~1 % here while this machine drifts by up to 15 % over minutes)."""
+    if len(samples) != 2 or protocol.agree_within <= 0:
+        return False
+    return abs(samples[0] - samples[1]) <= protocol.agree_within * (samples[0] + samples[1]) / 2
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     """Linear-interpolated percentile of an already sorted list (q in [0, 1])."""
     position = q * (len(sorted_values) - 1)
@@ -208,6 +219,8 @@ def measure(
             len(samples) < protocol.max_runs and time.perf_counter() - wall_before < protocol.budget_seconds
         ):
             samples.append(once())
+            if _settled(samples, protocol) and time.perf_counter() - wall_before >= protocol.budget_seconds:
+                break
         wall = time.perf_counter() - wall_before
         busy_after, own = _busy_cpu_seconds(), time.process_time() - own_before
     other_cores = None
