@@ -255,3 +255,12 @@ def test_front_screen_rule(tmp_path):
     assert "dominated by a@1" in screen(candidate(260.0, 55.0), 235.0)  # slower and worse even at -10 %
     assert screen(candidate(215.0, 55.0), 194.5) is None  # could be faster than a@1 within its error
     assert screen(candidate(260.0, 65.0), 235.0) is None  # more accurate: on the front whatever its TTFT
+
+
+def test_calibration_in_an_exporting_runtime(tmp_path):
+    """Units are exported and timed in the device's runtime (their captured inputs must be
+    traceable: not inference-mode tensors), and the model is named for it."""
+    pytest.importorskip("onnxruntime")
+    predictor = calibrate(TINY_CALIBRATION[:2], runtime="onnxruntime", protocol=QUICK, cache=MeasurementCache(tmp_path))
+    assert predictor.name == "latency-model@cpu/onnxruntime"
+    assert predictor.estimate(tiny_hybrid(24), 96).value > 0

@@ -118,7 +118,7 @@ def time_units(
             for i, m in enumerate(modules)
         ]
         images = torch.rand(1, 3, resolution, resolution, device=device)
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: an exporting runtime traces units on these inputs
             encoder.features(images)
         for hook in hooks:
             hook.remove()
