@@ -261,6 +261,7 @@ def test_calibration_in_an_exporting_runtime(tmp_path):
     """Units are exported and timed in the device's runtime (their captured inputs must be
     traceable: not inference-mode tensors), and the model is named for it."""
     pytest.importorskip("onnxruntime")
-    predictor = calibrate(TINY_CALIBRATION[:2], runtime="onnxruntime", protocol=QUICK, cache=MeasurementCache(tmp_path))
+    specs = [TINY_CALIBRATION[0], TINY_CALIBRATION[3]]  # a hybrid and a ViT
+    predictor = calibrate(specs, runtime="onnxruntime", protocol=QUICK, cache=MeasurementCache(tmp_path))
     assert predictor.name == "latency-model@cpu/onnxruntime"
-    assert predictor.estimate(tiny_hybrid(24), 96).value > 0
+    assert predictor.estimate(tiny_hybrid(24), 96).value > 0 and predictor.estimate(TINY_VIT, 96).value > 0

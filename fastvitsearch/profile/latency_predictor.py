@@ -56,6 +56,18 @@ class UnitSample:
     ms: float
 
 
+class _OneInput(torch.nn.Module):
+    """A unit seen as ``forward(x)``: exporters turn the optional arguments of a top-level forward
+    (timm's ``Block(x, attn_mask=None)``) into graph inputs and break; a unit only ever takes ``x``."""
+
+    def __init__(self, unit: torch.nn.Module) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unit(x)
+
+
 @dataclass(frozen=True)
 class CalibrationEncoder:
     """One calibration encoder: its units' isolated timings and its whole forward pass (the glue
@@ -123,7 +135,7 @@ def time_units(
         for hook in hooks:
             hook.remove()
         for key in missing:
-            module, x = (encoder, images) if key == whole_key else (modules[first[key]], inputs[first[key]])
+            module, x = (encoder, images) if key == whole_key else (_OneInput(modules[first[key]]), inputs[first[key]])
             with fixed_threads(threads):
                 run, _ = prepare_checked(module, x, runtime, precision, threads)
             timing = measure(run, device=device, threads=threads, protocol=protocol, warmed_up=1)
