@@ -8,7 +8,8 @@ sweep's timing protocol (``conf/config.yaml``'s ``device.timing``, cached like a
 predicts it. Reports the share within +-10 %, MAPE, Spearman rho and the prediction time per spec;
 writes a table, a figure and a README beside the results.
 
-    python benchmarks/latency_predictor.py [--archs 30] [--seed 0] [--threads 1]
+    python benchmarks/latency_predictor.py [--archs 30] [--rounds 3] [--seed 0] [--threads 1]
+        [--runtime openvino --precision bf16 --out benchmarks/results/latency_predictor/openvino_bf16]
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runtime", default="eager", help="eager | onnxruntime | openvino | …")
+    parser.add_argument("--precision", default="fp32")
     parser.add_argument("--rounds", type=int, default=2, help="calibrate + measure everything, this many times")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -78,13 +81,27 @@ def main() -> None:
     rounds = []
     for round_ in range(args.rounds):
         with tempfile.TemporaryDirectory() as empty:  # from scratch every round: its real cost
-            predictor = calibrate(device=device, threads=args.threads, cache=MeasurementCache(empty))
+            predictor = calibrate(
+                device=device,
+                runtime=args.runtime,
+                precision=args.precision,
+                threads=args.threads,
+                cache=MeasurementCache(empty),
+            )
         rounds.append({"calibration_s": predictor.calibration_seconds, "held_out": predictor.held_out_error})
         print(
             f"round {round_}: calibrated in {predictor.calibration_seconds:.1f} s, LOEO {predictor.held_out_error:.1%}"
         )
         for i, (_, name, spec, resolution) in enumerate(points):
-            value = measure_encoder(spec, resolution, device=device, threads=args.threads, protocol=protocol).value
+            value = measure_encoder(
+                spec,
+                resolution,
+                device=device,
+                runtime=args.runtime,
+                precision=args.precision,
+                threads=args.threads,
+                protocol=protocol,
+            ).value
             start = time.perf_counter()
             for _ in range(20):
                 guess = predictor.predict_ms(spec, resolution)
@@ -191,9 +208,10 @@ def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[
     lines = [
         "# Encoder latency predictor: measured vs predicted (benchmarks/latency_predictor.py)",
         "",
-        f"Machine: {cpu_model()}, {args.threads} thread(s), eager fp32, torch {versions()['torch']}, "
+        f"Machine: {cpu_model()}, {args.threads} thread(s), {args.runtime} {args.precision}, "
+        f"torch {versions()['torch']}, "
         f"timm {versions()['timm']}. Measured: the sweep's timing protocol (median, allocator keeping freed "
-        "memory); predicted: `latency-model@cpu/eager` (sum of per-kind NNLS fits on isolated work-unit timings).",
+        f"memory); predicted: `{predictor.name}` (sum of per-kind NNLS fits on isolated work-unit timings).",
         "",
         f"- calibration with an empty cache: **{predictor.calibration_seconds:.0f} s** "
         f"({len(predictor.calibration)} small encoders); its leave-one-encoder-out MAPE "
