@@ -37,6 +37,12 @@ def pareto_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     return mask
 
 
+def dominates(better: Sequence[float], worse: Sequence[float], directions: Sequence[str]) -> bool:
+    """``better`` is at least as good in every objective and strictly better in one."""
+    a, b = _as_minimization(np.asarray([better, worse], dtype=float), directions)
+    return bool(np.all(a <= b) and np.any(a < b))
+
+
 def pareto_front(table: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
     """The rows of ``table`` on the front of ``objectives`` ({column: direction}), sorted by the first."""
     columns = list(objectives)

@@ -24,9 +24,9 @@ if TYPE_CHECKING:  # counting and timing import torch: only a point that is eval
 
 #: how a record says it was not scored because it is too slow
 OVER_BUDGET = "over the TTFT budget"
-#: a screened search's rule: given a scored record whose encoder latency is predicted and the
-#: lowest TTFT its error allows, why measuring it is pointless (None: measure it)
-Screen = Callable[[TrialRecord, float], "str | None"]
+#: a screened search's rule: given a scored record whose encoder latency is predicted (with its
+#: error), why measuring it is pointless (None: measure it)
+Screen = Callable[[TrialRecord], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def evaluate(
     record = record.with_(accuracy=accuracy, accuracy_metric=metric, refusals=tuple(str(r) for r in refusals))
     if not screening or accuracy is None:  # unscored: pruned whatever its latency
         return record
-    if (reason := screen(record, lowest)) is not None:
+    if (reason := screen(record)) is not None:
         label = f"{predicted.label}; not measured: {reason}"
         return record.with_(encoder_ms=dataclasses.replace(predicted, label=label))
     return record.with_(**ttft(point.encoder, point.resolution, point.llm, device, **timing)._asdict(), **beside)

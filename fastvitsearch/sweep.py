@@ -32,7 +32,7 @@ from tqdm import tqdm
 from fastvitsearch import study as studies
 from fastvitsearch.accuracy import AccuracySource, make_sources
 from fastvitsearch.config import register_configs
-from fastvitsearch.pareto import pareto_front
+from fastvitsearch.pareto import dominates, pareto_front
 from fastvitsearch.point import OVER_BUDGET, Point, Screen, evaluate
 from fastvitsearch.profile.devices import Device, device_from_config
 from fastvitsearch.profile.runtimes import RuntimeMismatch
@@ -367,12 +367,6 @@ def _objective_value(record: TrialRecord, name: str) -> float | None:
     return None if value is None else float(value)
 
 
-def _dominates(better: dict[str, float], worse: dict[str, float], objectives: dict[str, str]) -> bool:
-    signs = {name: 1.0 if direction == "minimize" else -1.0 for name, direction in objectives.items()}
-    pairs = [(signs[n] * better[n], signs[n] * worse[n]) for n in objectives]
-    return all(b <= w for b, w in pairs) and any(b < w for b, w in pairs)
-
-
 def _bounds(row: dict[str, Any], objectives: dict[str, str], optimistic: bool) -> dict[str, float] | None:
     """A record row's objective values, its latencies moved to the end of a predicted encoder
     latency's error that favours it (``optimistic``) or counts against it."""
@@ -391,15 +385,15 @@ def front_screen(study: optuna.Study, objectives: dict[str, str]) -> Screen:
     """The screening rule: measure a candidate unless a scored point dominates it even with the
     candidate's predicted latency at the low end of its error and the other's at its high end."""
 
-    def screen(record: TrialRecord, lowest_ttft_ms: float) -> str | None:
+    directions = list(objectives.values())
+
+    def screen(record: TrialRecord) -> str | None:
         candidate = _bounds(record.to_row(), objectives, optimistic=True)
         if candidate is None:
             return None
-        if "ttft_ms" in candidate:
-            candidate["ttft_ms"] = lowest_ttft_ms
         for trial in studies.trials(study, (TrialState.COMPLETE,)):
             other = _bounds(trial.user_attrs.get(RECORD_ATTR) or {}, objectives, optimistic=False)
-            if other is not None and _dominates(other, candidate, objectives):
+            if other is not None and dominates(list(other.values()), list(candidate.values()), directions):
                 point = trial.user_attrs.get("point", f"trial {trial.number}")
                 return f"dominated by {point} (trial {trial.number}) within the prediction's error"
         return None

@@ -111,7 +111,17 @@ def test_held_out_error_comes_from_leaving_each_encoder_out():
     encoders = [time_units(spec, res, device=torch.device("cpu"), protocol=QUICK) for spec, res in TINY_CALIBRATION[:3]]
     predictor = fit_predictor("test", encoders)
     assert [row["encoder"] for row in predictor.calibration] == [e.label for e in encoders]
-    assert all(row["held_out_ms"] > 0 and row["measured_ms"] > 0 for row in predictor.calibration)
+    assert [row["measured_ms"] for row in predictor.calibration] == [round(e.whole_ms, 3) for e in encoders]
+    # the first encoder's held-out value is what a predictor fitted on the other two says about it
+    others = fit_predictor("others", encoders[1:])
+    units = sum(others.models[s.unit.kind].predict(s.unit) * s.count for s in encoders[0].units)
+    expected = others.glue["hybrid"] * units
+    assert predictor.calibration[0]["held_out_ms"] == pytest.approx(expected, rel=1e-3)
+    assert predictor.calibration[0]["held_out_ms"] != pytest.approx(
+        predictor.glue["hybrid"]
+        * sum(predictor.models[s.unit.kind].predict(s.unit) * s.count for s in encoders[0].units),
+        rel=1e-6,
+    )
     assert predictor.glue["hybrid"] > 0
 
 
@@ -190,7 +200,7 @@ def test_screening_measures_only_what_can_reach_the_front():
     device, source = ScreeningDevice(), FixedAccuracy()
     args = (point, device, [source], "textvqa")
 
-    def never(record, lowest):
+    def never(record):
         return None
 
     measured = evaluate(*args, screen=never)
@@ -199,14 +209,14 @@ def test_screening_measures_only_what_can_reach_the_front():
 
     seen = []
 
-    def dominated(record, lowest):
-        seen.append(lowest)
+    def dominated(record):
+        seen.append(record)
         return "dominated by a@1 (trial 0) within the prediction's error"
 
     kept = evaluate(*args, screen=dominated)
     assert device.measured == 1, "a candidate that cannot reach the front is not measured"
     assert kept.encoder_ms.kind == "predicted" and "not measured: dominated" in kept.encoder_ms.label
-    assert kept.accuracy.value == 50.0 and seen == [pytest.approx(100.0)]  # 110 ms TTFT - 10 ms error
+    assert kept.accuracy.value == 50.0 and seen[0].encoder_ms.error == 0.10  # the screen sees the error
 
     over = evaluate(*args, ttft_budget_ms=99.0, screen=never)  # even 100 ms (the low end) > 99 ms
     assert device.measured == 1 and source.calls == 2, "neither measured nor trained"
@@ -252,9 +262,9 @@ def test_front_screen_rule(tmp_path):
         }
         return type("R", (), {"to_row": lambda self: row})()
 
-    assert "dominated by a@1" in screen(candidate(260.0, 55.0), 235.0)  # slower and worse even at -10 %
-    assert screen(candidate(215.0, 55.0), 194.5) is None  # could be faster than a@1 within its error
-    assert screen(candidate(260.0, 65.0), 235.0) is None  # more accurate: on the front whatever its TTFT
+    assert "dominated by a@1" in screen(candidate(260.0, 55.0))  # slower and worse even at -10 %
+    assert screen(candidate(215.0, 55.0)) is None  # could be faster than a@1 within its error
+    assert screen(candidate(260.0, 65.0)) is None  # more accurate: on the front whatever its TTFT
 
 
 def test_calibration_in_an_exporting_runtime(tmp_path):

@@ -50,7 +50,6 @@ UNIT_PROTOCOL = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=5, ma
 class UnitSample:
     """One calibration encoder's unit, timed: the data a kind's fit uses."""
 
-    encoder: str
     unit: WorkUnit
     count: int
     ms: float
@@ -143,7 +142,7 @@ def time_units(
             if cache is not None:
                 cache.put(keys[key], timing.to_dict())
     label = f"{spec.name}@{resolution}"
-    samples = [UnitSample(label, units[first[key]], counts[key], times[key]) for key in first]
+    samples = [UnitSample(units[first[key]], counts[key], times[key]) for key in first]
     return CalibrationEncoder(label, spec.kind, samples, times[whole_key])
 
 
