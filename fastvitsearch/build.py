@@ -254,11 +254,14 @@ def _timm_tokens(spec: TimmSpec, backbone: nn.Module, x: torch.Tensor) -> torch.
 class Builder(NamedTuple):
     """How one encoder kind becomes a module: ``build(spec, resolution, inference_mode,
     dynamic_size, device, dtype)`` and ``tokens(spec, backbone, forward_features output)``; ``has_train_form``
-    says whether the module has train-time branches to fold (a ViT has none)."""
+    says whether the module has train-time branches to fold (a ViT has none);
+    ``resolution_free`` that the module built does not depend on the resolution (a ViT's position
+    table does), so one build serves every resolution (counting caches it)."""
 
     build: Callable[..., nn.Module]
     tokens: Callable[[EncoderSpec, nn.Module, torch.Tensor], torch.Tensor]
     has_train_form: bool
+    resolution_free: bool = False
 
 
 #: one entry per encoder kind (``spec.SPEC_KINDS``)
@@ -269,6 +272,7 @@ BUILDERS: dict[str, Builder] = {
         ),
         lambda spec, backbone, x: x.flatten(2).transpose(1, 2),
         has_train_form=True,
+        resolution_free=True,
     ),
     "vit": Builder(
         lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_vit(
@@ -281,6 +285,7 @@ BUILDERS: dict[str, Builder] = {
         lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_convnext(spec, device, dtype),
         lambda spec, backbone, x: x.flatten(2).transpose(1, 2),
         has_train_form=False,
+        resolution_free=True,
     ),
     "module": Builder(
         lambda spec, resolution, inference_mode, dynamic_size, device, dtype: _build_module(spec, device, dtype),
@@ -306,6 +311,7 @@ def build_encoder(
     dynamic_size: bool = True,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    weights: str = "init",
 ) -> VisualEncoder:
     """Build ``spec`` with random weights for input ``resolution`` (validated against the stride).
 
@@ -314,7 +320,22 @@ def build_encoder(
     A ViT's learned position table is sized for ``resolution`` (so its parameter count depends
     on it) and is interpolated by timm for other sizes; ``dynamic_size=False`` fixes the ViT to
     ``resolution`` (no interpolation op in the graph: what Core ML export needs).
+
+    ``weights``: ``init`` = the backbone's own initialisation (what training starts from);
+    ``tiled`` = built on ``meta`` and filled from one block of random values
+    (:mod:`fastvitsearch.random_weights`; 10x faster for ViT-L/14, same latency), for timing.
+    A module with tensors that cannot be filled that way (index buffers) gets ``init``.
     """
+    if weights not in ("init", "tiled"):
+        raise SpecError("weights", f"unknown weights {weights!r}; one of init, tiled")
+    if weights == "tiled" and str(device) != "meta":
+        from fastvitsearch.random_weights import materialize_random, unfillable
+
+        skeleton = build_encoder(
+            spec, resolution, inference_mode=inference_mode, dynamic_size=dynamic_size, device="meta", dtype=dtype
+        )
+        if not unfillable(skeleton):
+            return materialize_random(skeleton, device or "cpu")
     spec.tokens(resolution)  # raises a SpecError naming `resolution` if it does not fit
     builder = BUILDERS[spec.kind]
     backbone = builder.build(spec, resolution, inference_mode, dynamic_size, device, dtype)

@@ -140,15 +140,16 @@ def build_llm(spec: LLMSpec, device: torch.device | str = "cpu", dtype: torch.dt
     import torch
     from transformers import AutoModelForCausalLM
 
+    from fastvitsearch.random_weights import fill_tiled_, random_block
+
     dtype = dtype or torch.float32
     config = spec.hf_config()
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model = model.to_empty(device=device).eval()
-    generator = torch.Generator(device=device).manual_seed(0)
-    # one block of random values tiled over every weight: a prefill's time does not depend on the
-    # values, and copying is ~10x faster than drawing 1.5B random numbers (seconds per build here)
-    block = torch.empty(1 << 20, device=device, dtype=dtype).uniform_(-0.03, 0.03, generator=generator)
+    # one block of random values tiled over every weight (fastvitsearch.random_weights): a prefill's
+    # time does not depend on the values, and copying is ~10x faster than drawing 1.5B random numbers
+    block = random_block(device, dtype)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith("norm.weight"):
@@ -156,10 +157,7 @@ def build_llm(spec: LLMSpec, device: torch.device | str = "cpu", dtype: torch.dt
             elif name.endswith("bias"):
                 param.zero_()
             else:
-                flat = param.view(-1)
-                for start in range(0, flat.numel(), block.numel()):
-                    part = flat[start : start + block.numel()]
-                    part.copy_(block[: part.numel()])
+                fill_tiled_(param, block, 0.03)
     with torch.device(device):
         model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
     return model

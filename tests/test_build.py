@@ -94,3 +94,40 @@ def test_inference_mode_build_matches_reparameterized_train_build(name):
         return
     folded = build_encoder(spec, 256).reparameterize()
     assert _shapes(direct) == _shapes(folded)
+
+
+@pytest.mark.parametrize("name, resolution", [("tiny_fastvithd", 128), ("tiny_vit", 64), ("tiny_fastvit", 128)])
+def test_tiled_weights_build_the_same_module_with_usable_values(name, resolution):
+    """weights=tiled (timing builds): the same parameters as timm's init, finite outputs of a
+    similar scale, reproducible, and the same reparameterized form."""
+    spec = get_spec(name)
+    init = build_encoder(spec, resolution, dynamic_size=False)
+    tiled = build_encoder(spec, resolution, dynamic_size=False, weights="tiled")
+    assert _shapes(init) == _shapes(tiled)
+    images = torch.rand(1, 3, resolution, resolution)
+    with torch.inference_mode():
+        out = tiled.reparameterize().eval()(images)
+        again = build_encoder(spec, resolution, dynamic_size=False, weights="tiled").reparameterize().eval()(images)
+    assert torch.isfinite(out).all() and 1e-3 < float(out.abs().max()) < 1e3
+    assert torch.equal(out, again)
+
+
+def test_tiled_weights_fall_back_to_init_for_tensors_they_cannot_fill():
+    """A buffer other than norm statistics (an index table) would be garbage: that module gets its
+    own init instead; an unknown `weights` value names the field."""
+    from fastvitsearch.random_weights import materialize_random, unfillable
+    from fastvitsearch.spec import SpecError
+
+    class Indexed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 4)
+            self.register_buffer("index", torch.arange(4))
+
+    with torch.device("meta"):
+        module = Indexed()
+    assert unfillable(module) == ["index"]
+    with pytest.raises(ValueError, match="index"):
+        materialize_random(module)
+    with pytest.raises(SpecError, match="^weights:"):
+        build_encoder(get_spec("tiny_vit"), 64, weights="zeros")

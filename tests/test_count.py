@@ -66,3 +66,23 @@ def test_vit_params_depend_on_resolution_through_the_position_table():
 def test_counting_fastvithd_allocates_no_weights():
     encoder = build_encoder(get_spec("fastvithd"), 1024, device="meta")
     assert all(p.is_meta for p in encoder.parameters())
+
+
+def test_a_hybrid_is_built_once_for_counting_at_every_resolution(monkeypatch):
+    """The hybrid builder's module does not depend on the resolution: counting FastViT at four
+    resolutions builds its two meta forms once; a ViT (position table) is built per resolution."""
+    import fastvitsearch.profile.count as count
+
+    built = []
+    real = count.build_encoder
+    monkeypatch.setattr(
+        count, "build_encoder", lambda spec, res, **kw: built.append(spec.name) or real(spec, res, **kw)
+    )
+    count.count_encoder.cache_clear()
+    count._META_FORMS.clear()
+    for resolution in (128, 192, 256):
+        count.count_encoder(get_spec("tiny_fastvit"), resolution)
+    assert built == ["tiny_fastvit", "tiny_fastvit"]
+    for resolution in (64, 128):
+        count.count_encoder(get_spec("tiny_vit"), resolution)
+    assert built.count("tiny_vit") == 4

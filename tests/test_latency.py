@@ -242,3 +242,34 @@ def test_two_agreeing_runs_settle_a_slow_measurement():
     assert measure(steady, device=cpu, protocol=TimingProtocol(**base, agree_within=0.5)).n == 2
     assert measure(steady, device=cpu, protocol=TimingProtocol(**base, agree_within=0.0)).n == 3
     assert measure(unsteady, device=cpu, protocol=TimingProtocol(**base, agree_within=0.5)).n == 3
+
+
+def test_median_interval_is_the_binomial_order_statistic_interval():
+    from fastvitsearch.profile.timing import median_interval
+
+    assert median_interval([1.0] * 5) is None  # (min, max) covers the median with < 95 % below 6 runs
+    assert median_interval([6.0, 1.0, 5.0, 2.0, 4.0, 3.0]) == (1.0, 6.0)  # 1 - 2/64 = 96.9 %
+    assert median_interval([float(x) for x in range(1, 10)]) == (2.0, 8.0)  # n=9: x(2)..x(8), 96.1 %
+
+
+def test_a_steady_fast_run_stops_once_its_median_is_known():
+    """A fast op whose runs agree stops at 6 runs (the median's 95 % interval within `precision`)
+    instead of filling the budget; an unsteady one keeps going to max_runs."""
+    import itertools
+    import time as clock
+
+    from fastvitsearch.profile.timing import measure
+
+    def steady():
+        clock.sleep(0.002)
+
+    jitter = itertools.cycle([0.001, 0.004])
+
+    def unsteady():
+        clock.sleep(next(jitter))
+
+    base = dict(warmup_runs=0, warmup_seconds=0.0, min_runs=3, max_runs=12, budget_seconds=60.0)
+    cpu = torch.device("cpu")
+    assert measure(steady, device=cpu, protocol=TimingProtocol(**base, precision=0.5)).n == 6
+    assert measure(steady, device=cpu, protocol=TimingProtocol(**base, precision=0.0)).n == 12
+    assert measure(unsteady, device=cpu, protocol=TimingProtocol(**base, precision=0.2)).n == 12

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from fastvitsearch.build import build_encoder
+from fastvitsearch.build import BUILDERS, build_encoder
 from fastvitsearch.spec import EncoderSpec
 
 aten = torch.ops.aten
@@ -185,12 +185,27 @@ def _param_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+#: (spec, resolution or None) -> train-form parameter count, inference-form module on meta
+_META_FORMS: dict[tuple[EncoderSpec, int | None], tuple[int, nn.Module]] = {}
+
+
+def _meta_forms(spec: EncoderSpec, resolution: int) -> tuple[int, nn.Module]:
+    """Train-form parameter count and the inference-form module on ``meta``, built once for every
+    resolution where the builder's module does not depend on it (a hybrid's, unlike a ViT's)."""
+    key = (spec, None if BUILDERS[spec.kind].resolution_free else resolution)
+    if key not in _META_FORMS:
+        if len(_META_FORMS) >= 32:
+            del _META_FORMS[next(iter(_META_FORMS))]
+        params = _param_count(build_encoder(spec, resolution, device="meta"))
+        _META_FORMS[key] = params, build_encoder(spec, resolution, inference_mode=True, device="meta").eval()
+    return _META_FORMS[key]
+
+
 @functools.lru_cache(maxsize=256)
 def count_encoder(spec: EncoderSpec, resolution: int) -> EncoderCounts:
     """Params (train and inference form), tokens and MACs, without allocating any weights."""
     tokens = spec.tokens(resolution)
-    train = build_encoder(spec, resolution, device="meta")
-    inference = build_encoder(spec, resolution, inference_mode=True, device="meta").eval()
+    params, inference = _meta_forms(spec, resolution)
     macs = count_macs(inference, torch.empty(1, 3, resolution, resolution, device="meta"))
     return EncoderCounts(
         encoder=spec.name,
@@ -199,7 +214,7 @@ def count_encoder(spec: EncoderSpec, resolution: int) -> EncoderCounts:
         visual_tokens=tokens,
         output_stride=spec.output_stride,
         feature_width=spec.feature_width,
-        params=_param_count(train),
+        params=params,
         params_reparameterized=_param_count(inference),
         macs=macs.macs,
         macs_by_op=macs.macs_by_op,

@@ -67,6 +67,8 @@ class TimingConfig:
     noisy_threshold: float = 0.10
     #: stop after two runs that agree within this share (before min_runs) once the budget is spent
     agree_within: float = 0.05
+    #: stop once the median's 95 % confidence interval is within this share of it (6+ runs)
+    precision: float = 0.05
     #: keep freed memory in the process (no page faults on every run; timing.retain_freed_memory)
     retain_memory: bool = True
 

@@ -27,8 +27,9 @@ from fastvitsearch.torch_threads import fixed_threads
 
 #: bumped when the protocol's semantics change (2: the numerics check's run counts as a warm-up run;
 #: 3: freed memory retained by the allocator, see timing.retain_freed_memory; two agreeing runs
-#: may settle a slow measurement, see TimingProtocol.agree_within)
-PROTOCOL_VERSION = 3
+#: may settle a slow measurement, see TimingProtocol.agree_within; 4: a fast one stops once its
+#: median is known within TimingProtocol.precision)
+PROTOCOL_VERSION = 4
 #: prefill runs take seconds each on a CPU: fewer repeats, same statistics
 DEFAULT_PROTOCOL = TimingProtocol()
 PREFILL_PROTOCOL = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=3, max_runs=10, budget_seconds=2.0)
@@ -93,7 +94,8 @@ def measure_encoder(
     def run_measurement() -> Timing:
         torch.manual_seed(0)
         # fixed-size (a ViT's position table at this resolution): the module every runtime exports
-        encoder = build_encoder(spec, resolution, dynamic_size=False).reparameterize().eval().to(device)
+        encoder = build_encoder(spec, resolution, dynamic_size=False, device=device, weights="tiled")
+        encoder = encoder.reparameterize().eval()
         images = torch.rand(batch, 3, resolution, resolution, device=device)
         export = export_path(cache.directory, spec.content_hash, resolution) if entry.exports and cache else None
         with fixed_threads(threads):  # the check's run is the first warm-up: same threads as the timing
@@ -124,11 +126,15 @@ def measure_projector(
     llm: LLMSpec,
     *,
     device: torch.device,
+    dtype: torch.dtype | None = None,
     threads: int = 1,
     protocol: TimingProtocol = DEFAULT_PROTOCOL,
     cache: MeasurementCache | None = None,
     force: bool = False,
 ) -> Sourced:
+    """Median latency of the projector over ``tokens`` visual tokens, in the LLM's dtype (default:
+    the prefill's, :func:`prefill_dtype`), as LLaVA runs it: it is a module of the language model."""
+    dtype = dtype or prefill_dtype(device)
     key = {
         "kind": "projector",
         "feature_width": feature_width,
@@ -136,14 +142,14 @@ def measure_projector(
         "hidden": llm.hidden,
         "device": device_fingerprint(device),
         "threads": threads,
-        "dtype": "float32",
+        "dtype": str(dtype).removeprefix("torch."),
     }
 
     def run_measurement() -> Timing:
         torch.manual_seed(0)
-        module = projector(feature_width, llm).eval().to(device)
-        features = torch.randn(1, tokens, feature_width, device=device)
-        context = {"runtime": "eager", "dtype": "float32", "batch": 1}
+        module = projector(feature_width, llm).eval().to(device=device, dtype=dtype)
+        features = torch.randn(1, tokens, feature_width, device=device, dtype=dtype)
+        context = {"runtime": "eager", "dtype": key["dtype"], "batch": 1}
         return measure(lambda: module(features), device=device, threads=threads, protocol=protocol, context=context)
 
     return _cached_or_measure(cache, key, protocol, force, run_measurement)

@@ -1,10 +1,11 @@
 """The one timing protocol used for every measured number (encoders, projector, LLM prefill).
 
 Eval mode, reparameterized, ``torch.inference_mode``; warm-up by count *and* by time; repeats
-until a time or count budget; median, IQR and p90 over the repeats; the thread count fixed and
-recorded (default 1: on a shared 2-core machine two OpenMP threads stall whenever the other
-core is busy, which swings timings 3-10x); CUDA synchronised around every run; a run whose
-IQR/median exceeds ``noisy_threshold`` is flagged ``noisy``, never hidden. The CPU time other
+until a time or count budget, or until the runs pin the median down (``agree_within``,
+``precision``); median, IQR and p90 over the repeats; the thread count fixed and recorded
+(default 1: on a shared 2-core machine two OpenMP threads stall whenever the other core is busy,
+which swings timings 3-10x); CUDA synchronised around every run; a run whose IQR/median exceeds
+``noisy_threshold`` is flagged ``noisy``, never hidden. The CPU time other
 processes used while we measured is recorded too, so a reader can judge a slow number.
 """
 
@@ -16,6 +17,7 @@ import ctypes.util
 import dataclasses
 import fcntl
 import hashlib
+import math
 import os
 import platform
 import statistics
@@ -43,6 +45,10 @@ class TimingProtocol:
     #: stop after two runs (before ``min_runs``) when they differ by at most this share of their
     #: mean: the repeats a slow encoder gets follow the variance observed (0 disables)
     agree_within: float = 0.05
+    #: stop (after ``min_runs``) once the median's distribution-free 95 % confidence interval lies
+    #: within this share of the median (the tolerance two agreeing slow runs get): a steady fast op
+    #: needs 6 runs, not the whole budget (0 disables)
+    precision: float = 0.05
     #: keep freed memory in the process (glibc) instead of returning every large tensor to the
     #: system: see :func:`retain_freed_memory`
     retain_memory: bool = True
@@ -162,12 +168,39 @@ def retain_freed_memory() -> str:
     return _allocator
 
 
-def _settled(samples: list[float], protocol: TimingProtocol) -> bool:
-    """Two runs that agree within ``agree_within``: a third would not move the estimate (runs of a
-    slow encoder vary by ~1 % here while this machine drifts by up to 15 % over minutes)."""
-    if len(samples) != 2 or protocol.agree_within <= 0:
+def median_interval(samples: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free confidence interval of the median: the order statistics ``x_(k)`` and
+    ``x_(n+1-k)`` with the largest ``k`` whose two-sided binomial(n, 1/2) tail stays within
+    ``1 - confidence``. None below 6 samples, the fewest for which even (min, max) covers 95 %."""
+    n = len(samples)
+    tail, k, mass = (1 - confidence) / 2, 0, 0.0
+    while k < n // 2:
+        mass += math.comb(n, k) / 2**n  # P(Binomial(n, 1/2) = k)
+        if mass > tail:
+            break
+        k += 1
+    if k == 0:
+        return None
+    ordered = sorted(samples)
+    return ordered[k - 1], ordered[n - k]
+
+
+def _settled(samples: list[float], protocol: TimingProtocol, budget_spent: bool) -> bool:
+    """Whether more runs would not move the estimate: repeats follow the variance observed.
+
+    Two runs agreeing within ``agree_within`` once the budget is spent (runs of a slow encoder
+    vary by ~1 % here while this machine drifts by up to 15 % over minutes), or, from
+    ``min_runs`` on, the median known within ``precision`` at 95 % confidence.
+    """
+    if len(samples) == 2 and budget_spent and protocol.agree_within > 0:
+        return abs(samples[0] - samples[1]) <= protocol.agree_within * (samples[0] + samples[1]) / 2
+    if len(samples) < protocol.min_runs or protocol.precision <= 0:
         return False
-    return abs(samples[0] - samples[1]) <= protocol.agree_within * (samples[0] + samples[1]) / 2
+    interval = median_interval(samples)
+    if interval is None:
+        return False
+    middle = statistics.median(samples)
+    return max(middle - interval[0], interval[1] - middle) <= protocol.precision * middle
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -219,7 +252,7 @@ def measure(
             len(samples) < protocol.max_runs and time.perf_counter() - wall_before < protocol.budget_seconds
         ):
             samples.append(once())
-            if _settled(samples, protocol) and time.perf_counter() - wall_before >= protocol.budget_seconds:
+            if _settled(samples, protocol, time.perf_counter() - wall_before >= protocol.budget_seconds):
                 break
         wall = time.perf_counter() - wall_before
         busy_after, own = _busy_cpu_seconds(), time.process_time() - own_before
