@@ -93,6 +93,7 @@ def counted_record(point: Point) -> TrialRecord:
         counts_source=counts.source
         + (f"; x{passes} passes ({point.tiling.label} tiles, paper convention)" if point.tiling else ""),
         tiling=point.tiling.label if point.tiling else None,
+        visual_tokens_released=point.tiling.released_tokens(point.encoder, point.resolution) if point.tiling else None,
         versions=versions(),
     )
 

@@ -163,8 +163,6 @@ register_preset(
 # against timm in the tests; paper_claims.md lists the configurations) -----------------------------
 for _name, _spec, _family, _resolution in (
     ("siglip_so400m", TimmSpec("siglip_so400m", "vit_so400m_patch14_siglip_384", 14, 1152), "SigLIP-SO400M", 384),
-    ("convnext_large", TimmSpec("convnext_large", "convnext_large", 32, 1536, "map"), "ConvNeXt", 768),
-    ("convnext_xxlarge", TimmSpec("convnext_xxlarge", "convnext_xxlarge", 32, 3072, "map"), "ConvNeXt", 1024),
     ("vitamin_large", TimmSpec("vitamin_large", "vitamin_large_384", 16, 1024), "ViTamin", 384),
 ):
     register_preset(_name, Preset(_spec, family=_family, timm_model=_spec.model, paper_resolution=_resolution))
@@ -186,6 +184,19 @@ register_preset(
         paper_resolution=1024,
     ),
 )
+
+# ConvNeXt-L / -XXL (the paper's Table 3 / Table 6 competitors) as ConvNeXt stage lists, so a search
+# can vary them like the hybrid; parameter shapes equal timm's convnext_large / convnext_xxlarge (tested)
+for _name, _depths, _widths, _resolution in (
+    ("convnext_large", (3, 3, 27, 3), (192, 384, 768, 1536), 768),
+    ("convnext_xxlarge", (3, 4, 30, 3), (384, 768, 1536, 3072), 1024),
+):
+    register_preset(
+        _name,
+        Preset(
+            ConvNeXtSpec(_name, _depths, _widths), family="ConvNeXt", timm_model=_name, paper_resolution=_resolution
+        ),
+    )
 
 # ConvLLaVA (Ge et al., arXiv 2405.15738): ConvNeXt-L plus a fifth stage (width 3072, depth 6), stride 64;
 # the paper's Table 6 compares it at 768 and 1024 px (144 and 256 tokens)

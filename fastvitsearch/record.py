@@ -129,8 +129,12 @@ class TrialRecord:
     macs_attention: int | None = None
     uncounted_ops: dict[str, int] = field(default_factory=dict)
     counts_source: str = "counted"
-    #: ``RxC+1`` for a tiled point (tokens, MACs and encoder latency then cover every pass)
+    #: ``RxC+1`` for a tiled point (tokens, MACs and encoder latency then cover every pass);
+    #: ``<scheme>:RxC+1`` where a released scheme (llava_next, anyres_max_N) is named
     tiling: str | None = None
+    #: the scheme's released code's token count (unpadding, newlines, cap; tiling.Tiling.released_tokens);
+    #: ``visual_tokens`` and the prefill keep the paper's convention
+    visual_tokens_released: int | None = None
     device: str | None = None
     device_fingerprint: str | None = None
     threads: int | None = None

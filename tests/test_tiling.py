@@ -62,3 +62,65 @@ def test_static_vs_tiled_runs_on_the_papers_m1max(tmp_path):
     assert table.loc["fastvithd@1024[2x2+1]+qwen2_1_5b", "encoder_ms"] == 581.5  # Table 10 R8*
     assert table.loc["fastvithd@1024[2x2+1]+qwen2_1_5b", "visual_tokens"] == 1280
     assert table.loc["fastvithd@2048+qwen2_1_5b", "visual_tokens"] == 1024
+
+
+def test_released_schemes_parse_with_their_default_grids():
+    assert parse_tiling("llava_next") == Tiling(2, 2, "llava_next")
+    assert parse_tiling("anyres_max_9") == Tiling(3, 3, "anyres_max", 9)
+    assert parse_tiling("anyres_max_9:6x6").label == "anyres_max_9:6x6+1"
+    assert parse_tiling("llava_next:1x2").passes == 3
+    for bad in ("llava_next:2x", "anyres_max", "anyres_max_x", "llava:2x2"):
+        with pytest.raises(SpecError, match=r"^tiling: .* is not a tile grid"):
+            parse_tiling(bad)
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (1, 2), (2, 1), (2, 2), (1, 3), (3, 3), (4, 4), (2, 6), (6, 6)])
+def test_released_token_counts_equal_transformers_processors(rows, cols):
+    """LLaVA-NeXT (unpad + a newline per row) and LLaVA-OneVision anyres_max_9 (the same, shrunk to
+    about 9 tiles' worth) for an image of the grid's shape: the counts transformers' processors give."""
+    from types import SimpleNamespace
+
+    from transformers.models.llava_next.processing_llava_next import LlavaNextProcessor
+    from transformers.models.llava_onevision.processing_llava_onevision import LlavaOnevisionProcessor
+
+    for scheme, processor, name, resolution in (
+        ("llava_next", LlavaNextProcessor, "vit_l14", 336),
+        ("anyres_max_9", LlavaOnevisionProcessor, "siglip_so400m", 384),
+    ):
+        spec = get_spec(name)
+        side = int(spec.tokens(resolution) ** 0.5)
+        owner = SimpleNamespace(vision_aspect_ratio="anyres_max_9")
+        stitched, newlines = processor._get_unpadded_features(
+            owner, rows * resolution, cols * resolution, side, side, rows, cols
+        )
+        tiling = parse_tiling(f"{scheme}:{rows}x{cols}")
+        assert tiling.released_tokens(spec, resolution) == stitched + newlines + side * side
+
+
+def test_a_tiled_record_keeps_the_papers_count_and_the_released_one():
+    paper = device_from_config({"name": "paper_m1max"})
+    next_point = Point("vit_l14", get_spec("vit_l14"), 336, LLM_PRESETS["qwen2_0_5b"], parse_tiling("llava_next"))
+    record = evaluate(next_point, paper, [], None)
+    assert (record.visual_tokens, record.visual_tokens_released) == (2880, 2928)  # paper_claims.md: 2928
+    onevision = Point("siglip_so400m", get_spec("siglip_so400m"), 384, None, parse_tiling("anyres_max_9"))
+    assert evaluate(onevision, paper, [], None).visual_tokens_released == 81 * 81 + 81 + 729
+    plain = Point("fastvithd", get_spec("fastvithd"), 1024, None, Tiling(2, 2))
+    assert evaluate(plain, paper, [], None).visual_tokens_released is None
+
+
+def test_tiles_measured_as_one_batch_say_so(tmp_path):
+    """device.tiles=batched: the tiles and the base image timed as one batch (the record says
+    which); sequential: passes x one pass; a bad value names device.tiles."""
+    from fastvitsearch.cache import MeasurementCache
+    from fastvitsearch.profile.local_device import LocalDevice
+    from fastvitsearch.profile.timing import TimingProtocol
+
+    quick = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=2, max_runs=2, budget_seconds=0.0)
+    kw = dict(protocol=quick, cache=MeasurementCache(tmp_path))
+    point = Point("tiny_fastvithd", get_spec("tiny_fastvithd"), 128, None, Tiling(2, 2))
+    batched = evaluate(point, LocalDevice(tiles="batched", **kw), [], None).encoder_ms
+    assert "batch of 5 (2x2+1 tiles in one run)" in batched.label and batched.detail["environment"]["batch"] == 5
+    sequential = evaluate(point, LocalDevice(**kw), [], None).encoder_ms
+    assert "x5 passes (2x2+1 tiles, sequential: paper convention)" in sequential.label
+    with pytest.raises(SpecError, match="^device.tiles:"):
+        LocalDevice(tiles="parallel", **kw)

@@ -97,6 +97,9 @@ class LocalDeviceConfig:
     calibration_tokens: list[int] = field(default_factory=lambda: [16, 64, 256])
     #: measure: time every prefill length; calibrated: time calibration_tokens, predict the rest
     prefill: str = "calibrated"
+    #: a tiled point's encoder latency: sequential = passes x one measured pass (the paper's
+    #: convention) | batched = one measured run of every tile and the base image as one batch
+    tiles: str = "sequential"
     #: null = $FASTVITSEARCH_CACHE or ~/.cache/fastvitsearch
     cache_dir: str | None = None
     timing: TimingConfig = field(default_factory=TimingConfig)

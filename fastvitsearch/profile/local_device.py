@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # torch, timm and the measuring modules load on the first mea
 
 #: where a local device's encoder latency comes from (``device.latency``)
 LATENCY_MODES = ("measured", "predicted", "both")
+#: how a tiled point's passes are timed (``device.tiles``)
+TILE_MODES = ("sequential", "batched")
 
 
 @dataclass
@@ -51,6 +53,8 @@ class LocalDevice:
     #: "measure": time every prefill length asked for; "calibrated": time the calibration lengths
     #: per LLM and predict the others from that LLM's t = a + FLOPs/R (with its held-out error)
     prefill: str = "measure"
+    #: sequential | batched (``LocalDeviceConfig.tiles``)
+    tiles: str = "sequential"
 
     def __post_init__(self) -> None:
         self._runtime = check_runtime(self.runtime, self.precision)
@@ -61,6 +65,8 @@ class LocalDevice:
                 "device.latency_calibration",
                 f"unknown calibration {self.latency_calibration!r}; one of {', '.join(CALIBRATIONS)}",
             )
+        if self.tiles not in TILE_MODES:
+            raise SpecError("device.tiles", f"must be one of {', '.join(TILE_MODES)}, got {self.tiles!r}")
         if self.prefill not in ("measure", "calibrated"):
             raise SpecError("device.prefill", f"must be 'measure' or 'calibrated', got {self.prefill!r}")
         cores = os.cpu_count() or 1
@@ -134,12 +140,13 @@ class LocalDevice:
             return None
         return self.predictor().estimate(spec, resolution)
 
-    def measured_encoder_latency(self, spec: EncoderSpec, resolution: int) -> Sourced:
+    def measured_encoder_latency(self, spec: EncoderSpec, resolution: int, batch: int = 1) -> Sourced:
         from fastvitsearch.profile.measure import measure_encoder
 
         return measure_encoder(
             spec,
             resolution,
+            batch=batch,
             device=self.torch_device,
             runtime=self.runtime,
             precision=self.precision,
@@ -150,7 +157,14 @@ class LocalDevice:
         )
 
     def tiled_encoder_latency(self, spec: EncoderSpec, resolution: int, tiling: Tiling) -> Sourced | None:
-        return None  # passes x one measured pass (batch 1), the paper's convention
+        """``batched``: every tile and the base image in one measured run (batch = passes);
+        ``sequential``: None, so the point takes passes x one measured pass (the paper's convention)."""
+        if self.tiles == "sequential":
+            return None
+        one_batch = self.measured_encoder_latency(spec, resolution, batch=tiling.passes)
+        label = f"{one_batch.label} batch of {tiling.passes} ({tiling.label} tiles in one run)"
+        detail = {**(one_batch.detail or {}), "passes": tiling.passes, "tiles": "batched"}
+        return Sourced(one_batch.value, one_batch.kind, label, one_batch.error, detail)
 
     def projector_latency(self, feature_width: int, tokens: int, llm: LLMSpec) -> Sourced:
         from fastvitsearch.profile.measure import measure_projector

@@ -97,7 +97,7 @@ def measure_encoder(
         encoder = build_encoder(spec, resolution, dynamic_size=False, device=device, weights="tiled")
         encoder = encoder.reparameterize().eval()
         images = torch.rand(batch, 3, resolution, resolution, device=device)
-        export = export_path(cache.directory, spec.content_hash, resolution) if entry.exports and cache else None
+        export = export_path(cache.directory, spec.content_hash, resolution, batch) if entry.exports and cache else None
         with fixed_threads(threads):  # the check's run is the first warm-up: same threads as the timing
             run, error = prepare_checked(encoder, images, runtime, precision, threads, export)
         context = {

@@ -215,12 +215,13 @@ def check_runtime(runtime: str, precision: str = "fp32") -> Runtime:
     return entry
 
 
-def export_path(root: Path, spec_hash: str, resolution: int) -> Path:
-    """Where the ONNX export of one (spec, resolution) is cached, keyed by the exporter's versions:
-    every exporting runtime reads the same file."""
+def export_path(root: Path, spec_hash: str, resolution: int, batch: int = 1) -> Path:
+    """Where the ONNX export of one (spec, resolution, batch) is cached, keyed by the exporter's
+    versions: every exporting runtime reads the same file (shapes are static: batch is part of it)."""
     import torch
 
-    digest = hashlib.sha256(f"{spec_hash}|{resolution}|{torch.__version__}|{OPSET}".encode()).hexdigest()[:20]
+    shape = f"{resolution}" if batch == 1 else f"{resolution}|batch{batch}"
+    digest = hashlib.sha256(f"{spec_hash}|{shape}|{torch.__version__}|{OPSET}".encode()).hexdigest()[:20]
     return root / "exports" / f"{digest}.onnx"
 
 
