@@ -35,6 +35,7 @@ from fastvitsearch.presets import resolve_encoder  # noqa: E402
 from fastvitsearch.profile.devices import TimingConfig  # noqa: E402
 from fastvitsearch.profile.latency_predictor import calibrate  # noqa: E402
 from fastvitsearch.profile.measure import measure_encoder  # noqa: E402
+from fastvitsearch.profile.runtimes import RuntimeMismatch  # noqa: E402
 from fastvitsearch.profile.timing import TimingProtocol, cpu_model, versions  # noqa: E402
 from fastvitsearch.space import CONF_DIR, hybrid_from_knobs  # noqa: E402
 
@@ -78,6 +79,7 @@ def main() -> None:
     measured: dict[int, list[float]] = {i: [] for i in range(len(points))}
     predicted: dict[int, list[float]] = {i: [] for i in range(len(points))}
     predict_ms: dict[int, float] = {}
+    refused: dict[int, str] = {}
     rounds = []
     for round_ in range(args.rounds):
         with tempfile.TemporaryDirectory() as empty:  # from scratch every round: its real cost
@@ -93,15 +95,22 @@ def main() -> None:
             f"round {round_}: calibrated in {predictor.calibration_seconds:.1f} s, LOEO {predictor.held_out_error:.1%}"
         )
         for i, (_, name, spec, resolution) in enumerate(points):
-            value = measure_encoder(
-                spec,
-                resolution,
-                device=device,
-                runtime=args.runtime,
-                precision=args.precision,
-                threads=args.threads,
-                protocol=protocol,
-            ).value
+            if i in refused:
+                continue
+            try:
+                value = measure_encoder(
+                    spec,
+                    resolution,
+                    device=device,
+                    runtime=args.runtime,
+                    precision=args.precision,
+                    threads=args.threads,
+                    protocol=protocol,
+                ).value
+            except RuntimeMismatch as err:  # the runtime's numerics check refused it: reported, not timed
+                refused[i] = str(err)
+                print(f"{name:34s}@{resolution:4d} refused: {err}")
+                continue
             start = time.perf_counter()
             for _ in range(20):
                 guess = predictor.predict_ms(spec, resolution)
@@ -109,23 +118,26 @@ def main() -> None:
             measured[i].append(value)
             predicted[i].append(guess)
             print(f"{name:34s}@{resolution:4d} measured {value:8.1f} predicted {guess:8.1f} ({guess / value - 1:+.1%})")
-        rounds[-1].update(summarize(_rows(points, measured, predicted, predict_ms, only=round_))["random"])
+        kept = {i: v for i, v in enumerate(points) if i not in refused}
+        rounds[-1].update(summarize(_rows(kept, measured, predicted, predict_ms, only=round_))["random"])
 
-    rows = _rows(points, measured, predicted, predict_ms)
+    kept = {i: v for i, v in enumerate(points) if i not in refused}
+    rows = _rows(kept, measured, predicted, predict_ms)
     with open(args.out / "table.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     summary = summarize(rows)
     plot(rows, args.out / "measured_vs_predicted.png", summary)
-    write_readme(args, predictor, rows, summary, rounds)
+    write_readme(args, predictor, rows, summary, rounds, {points[i]: why for i, why in refused.items()})
     print(summary, rounds)
 
 
-def _rows(points, measured, predicted, predict_ms, only: int | None = None) -> list[dict]:
-    """One row per point: the median over rounds (or round ``only``) of measured and predicted."""
+def _rows(points: dict, measured, predicted, predict_ms, only: int | None = None) -> list[dict]:
+    """One row per point (index -> point): the median over rounds (or round ``only``) of measured
+    and predicted."""
     rows = []
-    for i, (group, name, spec, resolution) in enumerate(points):
+    for i, (group, name, spec, resolution) in points.items():
         m = measured[i][only] if only is not None else statistics.median(measured[i])
         p = predicted[i][only] if only is not None else statistics.median(predicted[i])
         rows.append(
@@ -203,7 +215,7 @@ def plot(rows: list[dict], path: Path, summary: dict) -> None:
     plt.close(fig)
 
 
-def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[dict]) -> None:
+def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[dict], refused: dict) -> None:
     s, a = summary["random"], summary["all"]
     lines = [
         "# Encoder latency predictor: measured vs predicted (benchmarks/latency_predictor.py)",
@@ -248,6 +260,9 @@ def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[
         f"{r['measured_ms']} | {r['predicted_ms']} | {r['error_pct']:+.1f} % |"
         for r in rows
     ]
+    if refused:
+        lines += ["", "Refused by the runtime's numerics check (not timed, not in the statistics):", ""]
+        lines += [f"- {name}@{resolution}: {why}" for (_, name, _, resolution), why in refused.items()]
     (args.out / "README.md").write_text("\n".join(lines) + "\n")
 
 

@@ -5,13 +5,15 @@ and drawing one random number per weight dominates building a large model (timm'
 init of ViT-L/14: 3 s of a 3.1-s build here; Qwen2-1.5B: 8 s). A model built on the ``meta``
 device, moved with ``to_empty`` and filled from a 1 M-value block builds in a fraction of that.
 Runtime does not depend on the values as long as they stay normal floats (no denormals, no
-inf/NaN), which the scales here ensure: conv and linear weights uniform with variance ``1/fan_in``
-(activations keep their scale through a deep stack: PyTorch's default bound ``1/sqrt(fan_in)``
-shrinks them 3x a layer, He's grows them), biases a tenth of that, unit norms with zero-mean
-unit-variance statistics, 1e-5 for everything else (layer scales: timm's init; position tables and
-class tokens, whose values no runtime's speed depends on). Measured on FastViTHD@1024,
-FastViT@1024, ViT-L/14@336 (eager, 1 thread, alternating builds): medians within 1 % of
-timm-initialised copies.
+inf/NaN); a runtime's numerics check (bf16 against eager fp32) does, so the scales are the ones the
+models' own init uses: conv weights PyTorch's default bound ``1/sqrt(fan_in)``, linear weights
+timm's spread (std 0.02), biases a tenth of their weight's bound (distinct, never all zero), unit
+norms with zero-mean unit-variance statistics, 1e-5 for everything else (layer scales: timm's init;
+position tables and class tokens). With larger (variance-preserving) weights OpenVINO bf16 drifted
+up to 7e-2 from eager on a search architecture (tolerance 5e-2); with these its error is the
+init's (0.004-0.008 on 8 architectures). Measured on FastViTHD@1024, FastViT@1024, ViT-L/14@336
+(eager, 1 thread, alternating builds, 4 runs each): medians -1.9 %, +2.2 %, +0.2 % from
+timm-initialised copies, inside this machine's run-to-run spread.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from torch import nn
 
 #: values in the tiled block (4 MiB in fp32)
 BLOCK_SIZE = 1 << 20
+#: linear weights: timm's truncated normal (std 0.02) as a uniform of the same spread
+LINEAR_BOUND = 0.02 * math.sqrt(3.0)
+#: biases: this share of their layer's weight bound (timm zeroes linear biases, PyTorch draws conv
+#: ones at the weight bound; small and distinct is what matters here)
+BIAS_SHARE = 0.1
 #: scale of parameters that are neither conv/linear weights nor norms: timm's layer-scale init
 #: (FastViT). With 0.02 the residual branches dominate and OpenVINO fp32 drifts 2.6e-3 from eager
 #: on tiny_fastvithd (tolerance 1e-4), a check timm-initialised weights never made
@@ -85,12 +92,11 @@ def materialize_random(module: nn.Module, device: torch.device | str = "cpu", se
             child.reset_parameters()  # unit scale, zero shift, zero mean / unit variance statistics
             filled.update(id(t) for t in (*child.parameters(recurse=False), *child.buffers(recurse=False)))
         elif isinstance(child, _WEIGHTED):
-            bound = math.sqrt(3.0 / max(1, child.weight[0].numel()))
-            for tensor in (child.weight, child.bias):
+            fan_in = max(1, child.weight[0].numel())
+            bound = LINEAR_BOUND if isinstance(child, nn.Linear) else 1.0 / math.sqrt(fan_in)
+            for tensor, scale in ((child.weight, bound), (child.bias, BIAS_SHARE * bound)):
                 if tensor is not None:  # biases too: equal zero biases would be merged constants
-                    fill_tiled_(
-                        tensor, block_for(tensor), bound if tensor is child.weight else 0.1 * bound, next(offsets)
-                    )
+                    fill_tiled_(tensor, block_for(tensor), scale, next(offsets))
                     filled.add(id(tensor))
     for parameter in module.parameters():
         if id(parameter) not in filled:
