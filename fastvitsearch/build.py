@@ -323,7 +323,7 @@ def build_encoder(
 
     ``weights``: ``init`` = the backbone's own initialisation (what training starts from);
     ``tiled`` = built on ``meta`` and filled from one block of random values
-    (:mod:`fastvitsearch.random_weights`; 10x faster for ViT-L/14, same latency), for timing.
+    (:mod:`fastvitsearch.random_weights`; ViT-L/14 in 0.7 s instead of 2.9 s, same latency), for timing.
     A module with tensors that cannot be filled that way (index buffers) gets ``init``.
     """
     if weights not in ("init", "tiled"):

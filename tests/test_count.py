@@ -79,7 +79,7 @@ def test_a_hybrid_is_built_once_for_counting_at_every_resolution(monkeypatch):
         count, "build_encoder", lambda spec, res, **kw: built.append(spec.name) or real(spec, res, **kw)
     )
     count.count_encoder.cache_clear()
-    count._META_FORMS.clear()
+    count._meta_forms.cache_clear()
     for resolution in (128, 192, 256):
         count.count_encoder(get_spec("tiny_fastvit"), resolution)
     assert built == ["tiny_fastvit", "tiny_fastvit"]

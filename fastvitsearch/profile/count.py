@@ -185,27 +185,20 @@ def _param_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-#: (spec, resolution or None) -> train-form parameter count, inference-form module on meta
-_META_FORMS: dict[tuple[EncoderSpec, int | None], tuple[int, nn.Module]] = {}
-
-
-def _meta_forms(spec: EncoderSpec, resolution: int) -> tuple[int, nn.Module]:
-    """Train-form parameter count and the inference-form module on ``meta``, built once for every
-    resolution where the builder's module does not depend on it (a hybrid's, unlike a ViT's)."""
-    key = (spec, None if BUILDERS[spec.kind].resolution_free else resolution)
-    if key not in _META_FORMS:
-        if len(_META_FORMS) >= 32:
-            del _META_FORMS[next(iter(_META_FORMS))]
-        params = _param_count(build_encoder(spec, resolution, device="meta"))
-        _META_FORMS[key] = params, build_encoder(spec, resolution, inference_mode=True, device="meta").eval()
-    return _META_FORMS[key]
+@functools.lru_cache(maxsize=32)
+def _meta_forms(spec: EncoderSpec, resolution: int | None) -> tuple[int, nn.Module]:
+    """Train-form parameter count and the inference-form module on ``meta``; ``resolution`` None
+    where the builder's module does not depend on it (a hybrid's, unlike a ViT's): built once for all."""
+    at = resolution or spec.output_stride  # any resolution the stride accepts builds the same module
+    params = _param_count(build_encoder(spec, at, device="meta"))
+    return params, build_encoder(spec, at, inference_mode=True, device="meta").eval()
 
 
 @functools.lru_cache(maxsize=256)
 def count_encoder(spec: EncoderSpec, resolution: int) -> EncoderCounts:
     """Params (train and inference form), tokens and MACs, without allocating any weights."""
     tokens = spec.tokens(resolution)
-    params, inference = _meta_forms(spec, resolution)
+    params, inference = _meta_forms(spec, None if BUILDERS[spec.kind].resolution_free else resolution)
     macs = count_macs(inference, torch.empty(1, 3, resolution, resolution, device="meta"))
     return EncoderCounts(
         encoder=spec.name,
