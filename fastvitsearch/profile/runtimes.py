@@ -23,7 +23,7 @@ import importlib
 import importlib.util
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,10 +95,20 @@ def _compiled(module: nn.Module, images: torch.Tensor, precision: str, threads: 
 OPSET = 17
 
 
-def _onnx_file(module: nn.Module, images: torch.Tensor, export: Path | None) -> Path:
+@contextlib.contextmanager
+def _onnx_file(module: nn.Module, images: torch.Tensor, export: Path | None) -> Iterator[Path]:
+    """The ONNX export at ``export`` (cached there), or in a temporary folder removed once the
+    runtime has loaded it (without a cache every measurement would leave a model on disk)."""
+    if export is not None:
+        yield _write_onnx(module, images, export)
+        return
+    with tempfile.TemporaryDirectory(prefix="fastvitsearch-") as folder:
+        yield _write_onnx(module, images, Path(folder) / "model.onnx")
+
+
+def _write_onnx(module: nn.Module, images: torch.Tensor, path: Path) -> Path:
     import torch
 
-    path = export if export is not None else Path(tempfile.mkdtemp(prefix="fastvitsearch-")) / "model.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.onnx")
@@ -120,11 +130,11 @@ def _onnx_file(module: nn.Module, images: torch.Tensor, export: Path | None) -> 
 def _onnxruntime(module: nn.Module, images: torch.Tensor, precision: str, threads: int, export: Path | None) -> Run:
     import onnxruntime as ort
 
-    path = _onnx_file(module, images, export)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    with _onnx_file(module, images, export) as path:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {"images": images.cpu().numpy()}
     return lambda: session.run(None, feed)[0]
 
@@ -133,11 +143,13 @@ def _openvino(module: nn.Module, images: torch.Tensor, precision: str, threads: 
     import openvino as ov
 
     core = ov.Core()
-    model = core.read_model(str(_onnx_file(module, images, export)))
     hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[precision]
-    compiled = core.compile_model(
-        model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
-    )
+    with _onnx_file(module, images, export) as path:
+        compiled = core.compile_model(
+            core.read_model(str(path)),
+            "CPU",
+            {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1},
+        )
     request = compiled.create_infer_request()
     array = images.cpu().numpy()
 
