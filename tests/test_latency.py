@@ -222,9 +222,9 @@ def test_long_published_prefills_are_looked_up_but_not_fitted():
     assert 50.5 < fitted.value < 336.4  # between the published 256- and 1280-token prefills
 
 
-def test_two_agreeing_runs_settle_a_slow_measurement():
-    """Repeats follow the variance observed: once the budget is spent, two runs that agree stop the
-    measurement before min_runs; runs that disagree (or agree_within=0) take min_runs."""
+def test_repeats_follow_the_variance_observed():
+    """Once the budget is spent, two runs that agree stop the measurement before min_runs; runs
+    that disagree (or agree_within=0) take min_runs. A fast op stops once its median is known."""
     import time as clock
 
     from fastvitsearch.profile.timing import measure
@@ -242,6 +242,14 @@ def test_two_agreeing_runs_settle_a_slow_measurement():
     assert measure(steady, device=cpu, protocol=TimingProtocol(**base, agree_within=0.5)).n == 2
     assert measure(steady, device=cpu, protocol=TimingProtocol(**base, agree_within=0.0)).n == 3
     assert measure(unsteady, device=cpu, protocol=TimingProtocol(**base, agree_within=0.5)).n == 3
+    # a fast op whose runs agree stops at 6 (its median's 95 % interval within `precision`) instead
+    # of filling the budget; one whose runs alternate 1 ms / 4 ms goes on to max_runs
+    jitter = iter([0.001, 0.004] * 6)
+    fast = dict(warmup_runs=0, warmup_seconds=0.0, min_runs=3, max_runs=12, budget_seconds=60.0)
+    quick, alternating = (lambda: clock.sleep(0.002)), (lambda: clock.sleep(next(jitter)))
+    assert measure(quick, device=cpu, protocol=TimingProtocol(**fast, precision=0.5)).n == 6
+    assert measure(quick, device=cpu, protocol=TimingProtocol(**fast, precision=0.0)).n == 12
+    assert measure(alternating, device=cpu, protocol=TimingProtocol(**fast, precision=0.2)).n == 12
 
 
 def test_median_interval_is_the_binomial_order_statistic_interval():
@@ -250,26 +258,3 @@ def test_median_interval_is_the_binomial_order_statistic_interval():
     assert median_interval([1.0] * 5) is None  # (min, max) covers the median with < 95 % below 6 runs
     assert median_interval([6.0, 1.0, 5.0, 2.0, 4.0, 3.0]) == (1.0, 6.0)  # 1 - 2/64 = 96.9 %
     assert median_interval([float(x) for x in range(1, 10)]) == (2.0, 8.0)  # n=9: x(2)..x(8), 96.1 %
-
-
-def test_a_steady_fast_run_stops_once_its_median_is_known():
-    """A fast op whose runs agree stops at 6 runs (the median's 95 % interval within `precision`)
-    instead of filling the budget; an unsteady one keeps going to max_runs."""
-    import itertools
-    import time as clock
-
-    from fastvitsearch.profile.timing import measure
-
-    def steady():
-        clock.sleep(0.002)
-
-    jitter = itertools.cycle([0.001, 0.004])
-
-    def unsteady():
-        clock.sleep(next(jitter))
-
-    base = dict(warmup_runs=0, warmup_seconds=0.0, min_runs=3, max_runs=12, budget_seconds=60.0)
-    cpu = torch.device("cpu")
-    assert measure(steady, device=cpu, protocol=TimingProtocol(**base, precision=0.5)).n == 6
-    assert measure(steady, device=cpu, protocol=TimingProtocol(**base, precision=0.0)).n == 12
-    assert measure(unsteady, device=cpu, protocol=TimingProtocol(**base, precision=0.2)).n == 12
