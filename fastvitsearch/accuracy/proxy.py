@@ -69,8 +69,10 @@ class ProxyConfig:
     clutter: bool = True
     window: int = 256
     cells_per_window: int = 32
-    steps: int = 200
-    batch: int = 8
+    #: 600 steps of 32 windows: the validated setting (benchmarks/results/proxy_validity, attempt
+    #: v3-batch32, tau 0.71); with 200 steps of 8 the scaled FastViTHD never left chance
+    steps: int = 600
+    batch: int = 32
     lr: float = 3e-3
     width_scale: float = 0.125
     depth_scale: float = 0.25
