@@ -5,7 +5,9 @@ runs (eager fp32 and bf16, ONNX Runtime fp32, OpenVINO fp32 and bf16), 1 thread,
 protocol's median; each with its numerical error against eager fp32. Then the ratio that decides
 the paper's comparison, FastViTHD@1024 / ViT-L/14@336, per runtime beside the paper's Neural
 Engine ratio (Table 10), and the cost of OpenVINO's export + check + first timing of
-FastViTHD@1024 with an empty cache (target <= 60 s) and of a rerun (cached).
+FastViTHD@1024 with an empty cache (target <= 60 s) and of a rerun (cached). Last, the ceiling:
+this CPU's matrix-multiply rate per precision (torch, 2048^3, same threads) against FastViTHD's
+counted MACs, i.e. the fastest any runtime could run it if every MAC ran at that rate.
 
     python benchmarks/runtime_speed.py [--out benchmarks/results/runtime_speed.md]
 """
@@ -22,14 +24,50 @@ import torch
 from fastvitsearch import paper
 from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.presets import get_spec
+from fastvitsearch.profile.count import count_encoder
 from fastvitsearch.profile.measure import measure_encoder
 from fastvitsearch.profile.runtimes import RUNTIME_TABLE, check_runtime
 from fastvitsearch.profile.timing import TimingProtocol, cpu_model, versions
 from fastvitsearch.spec import SpecError
+from fastvitsearch.torch_threads import fixed_threads
 
 POINTS = (("fastvithd", 1024), ("vit_l14", 336), ("fastvit", 768))
 CANDIDATES = (("eager", "fp32"), ("eager", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"))
 PROTOCOL = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=3, max_runs=5, budget_seconds=10.0)
+
+
+def gemm_rate(dtype: torch.dtype, threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """Multiply-accumulates per second of one ``n``-cubed matrix product in ``dtype`` (median of
+    ``repeats`` after a warm-up): what a compute-bound layer can reach on this CPU at best."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    times = []
+    with fixed_threads(threads):
+        torch.matmul(a, b)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            times.append(time.perf_counter() - start)
+    return n**3 / sorted(times)[len(times) // 2]
+
+
+def ceiling_lines(results: dict, best: tuple[str, str], threads: int) -> list[str]:
+    """How close eager fp32 and the fastest runtime run FastViTHD@1024 to this CPU's matrix rates,
+    and the largest speed-up over eager fp32 that the bf16 rate allows."""
+    macs = count_encoder(get_spec("fastvithd"), 1024).macs
+    fp32, bf16 = gemm_rate(torch.float32, threads), gemm_rate(torch.bfloat16, threads)
+    eager_ms = results[("fastvithd", "eager", "fp32")].value
+    best_ms = results[("fastvithd", *best)].value
+    best_rate = bf16 if best[1] == "bf16" else fp32
+    floor_ms = macs / bf16 * 1e3
+    return [
+        "",
+        f"Ceiling (matrix products, torch {torch.__version__}, 2048^3, {threads} thread(s), measured in this run): "
+        f"fp32 {fp32 / 1e9:.1f} GMAC/s, bf16 {bf16 / 1e9:.1f} GMAC/s. FastViTHD@1024 is {macs / 1e9:.1f} GMAC "
+        f"(counted): eager fp32 runs it at {macs / eager_ms / 1e6:.1f} GMAC/s ({macs / eager_ms * 1e3 / fp32:.0%} "
+        f"of the fp32 rate), {best[0]} {best[1]} at {macs / best_ms / 1e6:.1f} GMAC/s "
+        f"({macs / best_ms * 1e3 / best_rate:.0%} of the {best[1]} rate). Every MAC at the bf16 rate: "
+        f"{floor_ms:,.0f} ms = {eager_ms / floor_ms:.2f}x eager fp32, the most a bf16 runtime can give here.",
+    ]
 
 
 def main() -> None:
@@ -117,6 +155,7 @@ def main() -> None:
         f"OpenVINO fp32 FastViTHD@1024, empty cache: export + check + first timing {first:.1f} s "
         f"(target <= 60 s); rerun {rerun:.2f} s (cached).",
     ]
+    lines += ceiling_lines(results, best, args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
