@@ -133,6 +133,18 @@ def test_calibrated_accuracy_is_on_the_papers_axis_with_its_error(tmp_path):
     assert small.value < value.value and small.detail["error_points"] > value.detail["error_points"]
 
 
+def test_a_point_the_calibration_measured_reuses_its_runs_instead_of_training(tmp_path):
+    source = _calibrated(tmp_path, margin=100.0, seeds=[0])
+    run = source.runs.runs[0]  # a validation point: the paper's preset at its resolution
+    source.proxy.score = lambda spec, res: pytest.fail("trained a point the calibration already measured")
+    value = source.lookup(get_spec(run.preset), run.resolution, LLM_PRESETS["vicuna_7b"], "TextVQA")
+    assert isinstance(value, Sourced) and value.detail["proxy_accuracy"] == round(run.accuracy[run.seeds.index(0)], 2)
+    assert "the calibration's run" in value.detail["proxy_label"]
+    assert source.calibration_score(get_spec("tiny_fastvit"), 128) is None  # never measured there: trains
+    unseeded = _calibrated(tmp_path, margin=100.0, seeds=[0, 99])  # a seed the calibration lacks: trains
+    assert unseeded.calibration_score(get_spec(run.preset), run.resolution) is None
+
+
 def test_calibrated_accuracy_refuses_outside_the_calibrated_range(tmp_path):
     source = _calibrated(tmp_path, margin=0.0)
     high = source.monotone_map("TextVQA").proxy_range[1]

@@ -8,6 +8,10 @@ log-linear model fitted on all published rows (``accuracy/predicted.py``). The v
 proxy's seed noise through the fit's slope, and the log-linear model's LOO RMSE when it moves
 the point to another LLM or recipe).
 
+A point the calibration itself measured (a validation point: same spec, resolution and seeds, so
+the paper's encoders when arch_search scores them as anchors) takes the calibration's runs instead of
+training again: the same task and settings (the fingerprint matches), labelled with where they ran.
+
 Refusals: a metric with fewer than 4 validation points, a proxy value beyond the calibrated range
 widened by ``margin`` (a fraction of the range), an LLM size or recipe the log-linear model never
 saw, or proxy settings that differ from the calibration's. ``llm_shift: false`` keeps values in
@@ -26,8 +30,9 @@ from fastvitsearch.accuracy.calibration import MonotoneMap, ProxyRuns, config_fi
 from fastvitsearch.accuracy.predicted import AccuracyModel
 from fastvitsearch.accuracy.predicted import fit as fit_loglinear
 from fastvitsearch.accuracy.proxy import METRIC as PROXY_METRIC
-from fastvitsearch.accuracy.proxy import PROXY_VERSION, ProxyAccuracy
+from fastvitsearch.accuracy.proxy import PROXY_VERSION, ProxyAccuracy, wilson_interval
 from fastvitsearch.llm import LLM_PRESETS, LLMSpec
+from fastvitsearch.presets import get_spec
 from fastvitsearch.record import Refusal, Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
 
@@ -80,6 +85,33 @@ class ProxyCalibratedAccuracy:
             f"(proxy v{self.runs.proxy_version}, settings {self.runs.fingerprint})"
         ]
 
+    def calibration_score(self, encoder: EncoderSpec, resolution: int) -> Sourced | None:
+        """The proxy score from the calibration's own runs when it measured this spec at this
+        resolution with every seed asked for (the anchors), else ``None`` (train as usual)."""
+        for run in self.runs.runs:
+            if run.resolution != resolution or not set(self.proxy.seeds) <= set(run.seeds):
+                continue
+            try:
+                if get_spec(run.preset).content_hash != encoder.content_hash:
+                    continue
+            except SpecError:
+                continue
+            values = np.array([run.accuracy[run.seeds.index(seed)] for seed in self.proxy.seeds])
+            if len(values) == 1:
+                cells = self.proxy.config.eval_windows * self.proxy.config.cells_per_window
+                low, high = wilson_interval(round(values[0] / 100 * cells), cells)
+                half = 100 * (high - low) / 2
+            else:
+                half = 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values))
+            mean = float(values.mean())
+            label = (
+                f"glyph-page[v{PROXY_VERSION},{self.proxy.config.canvas}px,seeds="
+                f"{','.join(map(str, self.proxy.seeds))}] (the calibration's run, {self.runs.measured_on})"
+            )
+            detail = {"seeds": self.proxy.seeds, "per_seed": [round(v, 2) for v in values], "from_calibration": True}
+            return Sourced(round(mean, 2), "proxy", label, round(half / max(mean, 1e-9), 4), detail)
+        return None
+
     def monotone_map(self, metric: str) -> MonotoneMap | str:
         """The fit for ``metric``, or why there is none."""
         if metric not in self._maps:
@@ -120,7 +152,7 @@ class ProxyCalibratedAccuracy:
         fitted = self.monotone_map(metric)
         if isinstance(fitted, str):
             return Refusal(self.name, fitted)
-        proxy = self.proxy.lookup(encoder, resolution, llm, PROXY_METRIC)
+        proxy = self.calibration_score(encoder, resolution) or self.proxy.lookup(encoder, resolution, llm, PROXY_METRIC)
         if isinstance(proxy, Refusal):
             return Refusal(self.name, proxy.reason)
         low, high = fitted.proxy_range
