@@ -12,7 +12,14 @@ from hydra import compose, initialize_config_dir
 import fastvitsearch.sweep as sweep_module
 from fastvitsearch import results
 from fastvitsearch.accuracy.calibration import MonotoneMap, ProxyRun, ProxyRuns, config_fingerprint, rank_agreement
-from fastvitsearch.accuracy.proxy import ProxyConfig, ProxyModel, proxy_config, train_and_evaluate, windows
+from fastvitsearch.accuracy.proxy import (
+    ProxyConfig,
+    ProxyModel,
+    _training_batches,
+    proxy_config,
+    train_and_evaluate,
+    windows,
+)
 from fastvitsearch.accuracy.proxy_calibrated import ProxyCalibratedAccuracy
 from fastvitsearch.config import CONF_DIR
 from fastvitsearch.llm import LLM_PRESETS
@@ -48,6 +55,14 @@ def test_windows_match_compute_across_resolutions_and_label_cells_inside():
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # pages come from the seed
 
 
+def test_page_drawing_workers_draw_the_same_steps():
+    config = dataclasses.replace(EASY, steps=3, loader_workers=2)
+    for step, drawn in enumerate(_training_batches(7, 128, 128, config)):
+        expected = windows((7 * 100_003 + step) * config.batch, config.batch, 128, 128, config)
+        assert all(torch.equal(a, b) for a, b in zip(drawn, expected, strict=True))
+    assert step == config.steps - 1
+
+
 def test_read_out_slots_follow_tokens_per_cell():
     config = ProxyConfig()
     hd, fast = get_spec("tiny_fastvithd"), get_spec("tiny_fastvit")
@@ -75,6 +90,7 @@ def test_proxy_learns_above_chance_and_is_deterministic():
         ({"occupancy": 0}, "accuracy.proxy.occupancy"),
         ({"lr": -1}, "accuracy.proxy.lr"),
         ({"stpes": 10}, "accuracy.proxy.stpes"),
+        ({"loader_workers": -1}, "accuracy.proxy.loader_workers"),
     ],
 )
 def test_bad_proxy_settings_name_their_key(settings, key):

@@ -34,7 +34,7 @@ from fastvitsearch.spec import SpecError
 #: calibrations shipped as package data, by the name ``accuracy.proxy_calibrated.calibration`` takes
 PACKAGED = {None: "proxy_calibration.json", "tiny": "proxy_calibration_tiny.json"}
 #: settings that change what the proxy measures (``threads`` does not)
-NOT_PART_OF_THE_TASK = ("threads", "device")
+NOT_PART_OF_THE_TASK = ("threads", "device", "loader_workers")
 
 
 def config_fingerprint(config: dict[str, Any]) -> str:
