@@ -15,6 +15,7 @@ import argparse
 import json
 import multiprocessing as mp
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,9 @@ def run_one(job: dict) -> dict:
     from fastvitsearch.presets import get_spec
 
     torch.set_num_threads(1)
-    config = proxy_config({**job["settings"], "threads": 1, "device": job["device"]})
+    config = proxy_config(
+        {**job["settings"], "threads": 1, "device": job["device"], "loader_workers": job["loader_workers"]}
+    )
     start = time.perf_counter()
     result = train_and_evaluate(get_spec(job["preset"]), job["resolution"], config, job["seed"])
     return {
@@ -79,6 +82,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--loader-workers", type=int, default=0, help="page-drawing processes per run (GPU runs)")
     parser.add_argument("--out", default="proxy_variants.jsonl")
     args = parser.parse_args()
 
@@ -89,14 +93,16 @@ def main() -> None:
     points = points[points["preset"].isin(PROXY_SCALABLE)]
     jobs = [
         {"variant": name, "settings": settings, "preset": p.preset, "resolution": int(p.resolution), "seed": seed}
-        | {"device": args.device}
+        | {"device": args.device, "loader_workers": args.loader_workers}
         for name, settings in variants.items()
         for seed in args.seeds
         for p in points.itertuples()
     ]
     rows = []
-    with mp.get_context("spawn").Pool(args.workers) as pool, open(args.out, "w") as handle:
-        for row in pool.imap_unordered(run_one, jobs):
+    # not a multiprocessing.Pool: its workers are daemons, which may not start page-drawing processes
+    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool, open(args.out, "w") as handle:
+        for done in as_completed([pool.submit(run_one, job) for job in jobs]):
+            row = done.result()
             rows.append(row)
             handle.write(json.dumps(row) + "\n")
             handle.flush()
