@@ -407,26 +407,34 @@ class ProxyAccuracy:
         return result
 
     def score(self, spec: EncoderSpec, resolution: int) -> Sourced:
-        """Mean proxy accuracy over the seeds; error = half the 95 % interval (Wilson for one seed,
-        the seeds' standard error otherwise), relative to the value."""
+        """Mean proxy accuracy over the seeds, with its error (:meth:`sourced`)."""
         runs = [self.run(spec, resolution, seed) for seed in self.seeds]
-        values = np.array([r["accuracy"] for r in runs])
-        mean = float(values.mean())
-        if len(runs) == 1:
-            half = (runs[0]["ci95"][1] - runs[0]["ci95"][0]) / 2
-        else:
-            half = 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values))
         detail = {
-            "seeds": self.seeds,
-            "per_seed": [round(v, 2) for v in values],
             "by_font_size": runs[0]["by_font_size"],
             "steps": runs[0]["steps"],
             "train_seconds": sum(r["train_seconds"] for r in runs),
             "proxy_params": runs[0]["proxy_params"],
             "cells": sum(r["cells"] for r in runs),
         }
+        return self.sourced([r["accuracy"] for r in runs], detail)
+
+    def sourced(self, per_seed: list[float], detail: dict[str, Any], where: str = "") -> Sourced:
+        """Per-seed accuracies (one per ``seeds``) as a record value: their mean; error = half the
+        95 % interval (Wilson over the held-out cells for one seed, the seeds' standard error
+        otherwise), relative to the value. ``where`` adds where the runs ran to the label."""
+        values = np.array(per_seed, dtype=float)
+        mean = float(values.mean())
+        if len(values) == 1:
+            cells = self.config.eval_windows * self.config.cells_per_window
+            low, high = wilson_interval(round(values[0] / 100 * cells), cells)
+            half = 100 * (high - low) / 2
+        else:
+            half = 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values))
         label = f"glyph-page[v{PROXY_VERSION},{self.config.canvas}px,seeds={','.join(map(str, self.seeds))}]"
-        return Sourced(round(mean, 2), "proxy", label, round(half / max(mean, 1e-9), 4), detail)
+        detail = {"seeds": self.seeds, "per_seed": [round(v, 2) for v in values], **detail}
+        return Sourced(
+            round(mean, 2), "proxy", label + (f" ({where})" if where else ""), round(half / max(mean, 1e-9), 4), detail
+        )
 
     def diagnostics(self) -> list[str]:
         return []

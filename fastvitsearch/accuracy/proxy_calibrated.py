@@ -30,7 +30,7 @@ from fastvitsearch.accuracy.calibration import MonotoneMap, ProxyRuns, config_fi
 from fastvitsearch.accuracy.predicted import AccuracyModel
 from fastvitsearch.accuracy.predicted import fit as fit_loglinear
 from fastvitsearch.accuracy.proxy import METRIC as PROXY_METRIC
-from fastvitsearch.accuracy.proxy import PROXY_VERSION, ProxyAccuracy, wilson_interval
+from fastvitsearch.accuracy.proxy import PROXY_VERSION, ProxyAccuracy
 from fastvitsearch.llm import LLM_PRESETS, LLMSpec
 from fastvitsearch.presets import get_spec
 from fastvitsearch.record import Refusal, Sourced
@@ -96,20 +96,9 @@ class ProxyCalibratedAccuracy:
                     continue
             except SpecError:
                 continue
-            values = np.array([run.accuracy[run.seeds.index(seed)] for seed in self.proxy.seeds])
-            if len(values) == 1:
-                cells = self.proxy.config.eval_windows * self.proxy.config.cells_per_window
-                low, high = wilson_interval(round(values[0] / 100 * cells), cells)
-                half = 100 * (high - low) / 2
-            else:
-                half = 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values))
-            mean = float(values.mean())
-            label = (
-                f"glyph-page[v{PROXY_VERSION},{self.proxy.config.canvas}px,seeds="
-                f"{','.join(map(str, self.proxy.seeds))}] (the calibration's run, {self.runs.measured_on})"
-            )
-            detail = {"seeds": self.proxy.seeds, "per_seed": [round(v, 2) for v in values], "from_calibration": True}
-            return Sourced(round(mean, 2), "proxy", label, round(half / max(mean, 1e-9), 4), detail)
+            per_seed = [run.accuracy[run.seeds.index(seed)] for seed in self.proxy.seeds]
+            where = f"the calibration's run, {self.runs.measured_on}"
+            return self.proxy.sourced(per_seed, {"from_calibration": True}, where)
         return None
 
     def monotone_map(self, metric: str) -> MonotoneMap | str:
