@@ -9,14 +9,20 @@ FastViTHD@1024 with an empty cache (target <= 60 s) and of a rerun (cached). Las
 this CPU's matrix-multiply rate per precision (torch, 2048^3, same threads) against FastViTHD's
 counted MACs, i.e. the fastest any runtime could run it if every MAC ran at that rate.
 
-    python benchmarks/runtime_speed.py [--out benchmarks/results/runtime_speed.md]
+    python benchmarks/runtime_speed.py [--out benchmarks/results/runtime_speed_<date>_<machine>.md]
+
+Each run writes its own file (date and CPU in the name): the ratios depend on the CPU (an AMX
+Xeon runs bf16 six times faster than fp32, an AVX-512 EPYC 2.4 times), so no machine's run
+replaces another's.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import torch
@@ -72,9 +78,12 @@ def ceiling_lines(results: dict, best: tuple[str, str], threads: int) -> list[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "runtime_speed.md")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/runtime_speed_<date>_<machine>.md")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.out is None:
+        machine = re.sub(r"[^a-z0-9]+", "-", cpu_model().lower().replace("(r)", "")).strip("-")
+        args.out = Path(__file__).parent / "results" / f"runtime_speed_{date.today()}_{machine}.md"
     available = []
     for runtime, precision in CANDIDATES:
         try:
