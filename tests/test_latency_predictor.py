@@ -3,6 +3,8 @@ error, ``device.latency`` modes and a screened search's rule (no wall-clock asse
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -275,3 +277,9 @@ def test_calibration_in_an_exporting_runtime(tmp_path):
     predictor = calibrate(specs, runtime="onnxruntime", protocol=QUICK, cache=MeasurementCache(tmp_path))
     assert predictor.name == "latency-model@cpu/onnxruntime"
     assert predictor.estimate(tiny_hybrid(24), 96).value > 0 and predictor.estimate(TINY_VIT, 96).value > 0
+    # a compiled graph converts its input and output once per graph: a unit's cost there is its
+    # marginal cost in a chain, recorded beside the unit's time alone
+    units = [json.loads(p.read_text()) for p in tmp_path.rglob("*.json")]
+    units = [u["value"] for u in units if u["key"].get("kind") == "unit" and "unit" in u["key"]]
+    assert units and all({"alone_ms", "chain_ms"} <= set(u) for u in units)
+    assert all(0.05 * u["alone_ms"] <= u["median_ms"] for u in units)

@@ -3,9 +3,16 @@
 Why: a new hybrid at 1024 px takes ~30 s to build, reparameterize and time here; a search spends
 most of its time timing candidates far from the front. The encoder is split into the units its
 builder uses (:mod:`~fastvitsearch.profile.work_units`); calibration times each distinct unit of a
-few small calibration encoders in isolation, on the input it sees in the forward pass, in the
-device's runtime and precision, and each whole calibration encoder (every timing cached on
-disk). Each unit kind gets a non-negative least-squares fit ``t = a + sum_i b_i * feature_i`` on
+few small calibration encoders on the input it sees in the forward pass, in the device's runtime
+and precision, and each whole calibration encoder (every timing cached on disk). In eager PyTorch
+a unit is timed alone. A runtime that compiles an exported graph (ONNX Runtime, OpenVINO) converts
+the graph's input and output (precision, blocked layouts) at its boundaries, once per whole
+encoder but once per unit when a unit is timed alone: on a CPU with AMX, OpenVINO bf16 spends 20-55 %
+of an isolated RepMixer block's time there, and the sum of isolated units over-predicted whole
+encoders by +16 % (median, 20 design architectures). There a unit's cost is its marginal cost in a
+chain: ``t(unit, unit) - t(unit)`` for a unit that keeps its input's shape, ``t(unit, next) -
+t(next)`` for one that changes it (the final conv: ``t(previous, unit) - t(previous)``).
+Each unit kind gets a non-negative least-squares fit ``t = a + sum_i b_i * feature_i`` on
 relative error; an encoder is predicted as the sum of its units' predictions times a glue factor
 per encoder kind (whole / sum of units on the calibration encoders: the reshapes and hand-offs
 between units). A prediction takes well under a millisecond: no module is built.
@@ -22,7 +29,7 @@ import dataclasses
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +48,7 @@ from fastvitsearch.spec import EncoderSpec, SpecError
 from fastvitsearch.torch_threads import fixed_threads
 
 #: bumped when what a unit timing means changes (cache entries of older versions are not reused)
-UNIT_TIMING_VERSION = 2
+UNIT_TIMING_VERSION = 3
 #: unit timings: short units, so more repeats than an encoder gets, within a small budget
 UNIT_PROTOCOL = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=5, max_runs=15, budget_seconds=0.5)
 
@@ -124,8 +131,12 @@ def time_units(
         encoder = build_encoder(spec, resolution, inference_mode=True, dynamic_size=False).eval().to(device)
         modules = unit_modules(encoder.backbone, spec.kind)
         inputs: dict[int, torch.Tensor] = {}
+        shapes: dict[int, torch.Size] = {}
         hooks = [
             m.register_forward_pre_hook(lambda _m, args, i=i: inputs.__setitem__(i, args[0]))
+            for i, m in enumerate(modules)
+        ] + [
+            m.register_forward_hook(lambda _m, _a, out, i=i: shapes.__setitem__(i, out.shape))
             for i, m in enumerate(modules)
         ]
         images = torch.rand(1, 3, resolution, resolution, device=device)
@@ -133,17 +144,48 @@ def time_units(
             encoder.features(images)
         for hook in hooks:
             hook.remove()
-        for key in missing:
-            module, x = (encoder, images) if key == whole_key else (_OneInput(modules[first[key]]), inputs[first[key]])
+
+        def timed(chain: list[torch.nn.Module], x: torch.Tensor) -> dict[str, Any]:
+            module = chain[0] if len(chain) == 1 and chain[0] is encoder else _OneInput(torch.nn.Sequential(*chain))
             with fixed_threads(threads):
                 run, _ = prepare_checked(module, x, runtime, precision, threads)
-            timing = measure(run, device=device, threads=threads, protocol=protocol, warmed_up=1)
-            times[key] = timing.median_ms
+            return measure(run, device=device, threads=threads, protocol=protocol, warmed_up=1).to_dict()
+
+        for key in missing:
+            if key == whole_key:
+                timing = timed([encoder], images)
+            elif entry.exports:
+                timing = _marginal(first[key], modules, inputs, shapes, timed)
+            else:
+                timing = timed([modules[first[key]]], inputs[first[key]])
+            times[key] = timing["median_ms"]
             if cache is not None:
-                cache.put(keys[key], timing.to_dict())
+                cache.put(keys[key], timing)
     label = f"{spec.name}@{resolution}"
     samples = [UnitSample(units[first[key]], counts[key], times[key]) for key in first]
     return CalibrationEncoder(label, spec.kind, samples, times[whole_key])
+
+
+def _marginal(
+    i: int,
+    modules: list[torch.nn.Module],
+    inputs: dict[int, torch.Tensor],
+    shapes: dict[int, torch.Size],
+    timed: Callable[[list[torch.nn.Module], torch.Tensor], dict[str, Any]],
+) -> dict[str, Any]:
+    """Unit ``i``'s marginal cost inside a chain (module docstring): the boundary conversions of a
+    compiled graph cancel in the difference. Floored at 5 % of the unit alone (timing noise can
+    make a small difference negative). Returns a timing dict whose ``median_ms`` is the marginal."""
+    unit, x = modules[i], inputs[i]
+    alone = timed([unit], x)
+    if shapes[i] == x.shape:
+        chain, other = timed([unit, unit], x), alone
+    elif i + 1 < len(modules):
+        chain, other = timed([unit, modules[i + 1]], x), timed([modules[i + 1]], inputs[i + 1])
+    else:
+        chain, other = timed([modules[i - 1], unit], inputs[i - 1]), timed([modules[i - 1]], inputs[i - 1])
+    marginal = max(chain["median_ms"] - other["median_ms"], 0.05 * alone["median_ms"])
+    return {**alone, "median_ms": marginal, "alone_ms": alone["median_ms"], "chain_ms": chain["median_ms"]}
 
 
 @dataclass(frozen=True)
