@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -68,11 +70,26 @@ def draw_seconds(name: str, resolution: int, repeats: int = 3) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def _step_in_child(name: str, resolution: int, layout: str, threads: int, steps: int) -> float | str:
+    """:func:`step_seconds` in a fresh process: seconds, or why the process died."""
+    command = [sys.executable, __file__, "--one", name, str(resolution), layout, str(threads), "--steps", str(steps)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        why = (done.stderr.strip().splitlines() or ["no message"])[-1][:80]
+        return f"process aborted (exit {done.returncode}: {why})"
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--one", nargs=4, metavar=("NAME", "RESOLUTION", "LAYOUT", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        name, resolution, layout, threads = args.one
+        print(step_seconds(name, int(resolution), LAYOUTS[layout], int(threads), args.steps))
+        return
     machine = re.sub(r"[^a-z0-9]+", "-", cpu_model().lower().replace("(r)", "")).strip("-")
     out = args.out or Path(__file__).parent / "results" / f"proxy_cost_{date.today()}_{machine}.md"
     config = ProxyConfig()
@@ -80,13 +97,14 @@ def main() -> None:
     for name, resolution in POINTS:
         draw = draw_seconds(name, resolution)
         for threads in (1, 2):
-            for layout_name, layout in LAYOUTS.items():
-                step = step_seconds(name, resolution, layout, threads, args.steps)
-                run = config.steps * (draw + step)
-                full_runs[(name, threads, layout_name)] = run
-                rows.append(
-                    f"| {name}@{resolution} | {threads} | {layout_name} | {draw:.3f} | {step:.3f} | {run / 60:.1f} |"
-                )
+            for layout_name in LAYOUTS:
+                step = _step_in_child(name, resolution, layout_name, threads, args.steps)
+                cells = f"| {name}@{resolution} | {threads} | {layout_name} | {draw:.3f} |"
+                if isinstance(step, str):
+                    rows.append(f"{cells} {step} | — |")
+                else:
+                    full_runs[(name, threads, layout_name)] = config.steps * (draw + step)
+                    rows.append(f"{cells} {step:.3f} | {full_runs[(name, threads, layout_name)] / 60:.1f} |")
                 print(rows[-1], flush=True)
     trained = SEARCH_TRIALS - len(POINTS)
     lines = [
