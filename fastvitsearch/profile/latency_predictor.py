@@ -9,9 +9,11 @@ a unit is timed alone. A runtime that compiles an exported graph (ONNX Runtime, 
 the graph's input and output (precision, blocked layouts) at its boundaries, once per whole
 encoder but once per unit when a unit is timed alone: on a CPU with AMX, OpenVINO bf16 spends 20-55 %
 of an isolated RepMixer block's time there, and the sum of isolated units over-predicted whole
-encoders by +16 % (median, 20 design architectures). There a unit's cost is its marginal cost in a
-chain: ``t(unit, unit) - t(unit)`` for a unit that keeps its input's shape, ``t(unit, next) -
-t(next)`` for one that changes it (the final conv: ``t(previous, unit) - t(previous)``).
+encoders by +16 % (median, 20 design architectures; +23 % on the 30 validation ones). There a
+unit's cost is its marginal cost in a chain (validation: 17 % -> 67 % within +-10 %, see
+benchmarks/results/latency_predictor/attempts.md): ``(t(4 copies) - t(2 copies)) / 2`` for a
+unit that keeps its input's shape, ``t(unit, next) - t(next)`` for one that changes it (the final
+conv: ``t(previous, unit) - t(previous)``).
 Each unit kind gets a non-negative least-squares fit ``t = a + sum_i b_i * feature_i`` on
 relative error; an encoder is predicted as the sum of its units' predictions times a glue factor
 per encoder kind (whole / sum of units on the calibration encoders: the reshapes and hand-offs
@@ -76,7 +78,7 @@ class _OneInput(torch.nn.Module):
 
 @dataclass(frozen=True)
 class CalibrationEncoder:
-    """One calibration encoder: its units' isolated timings and its whole forward pass (the glue
+    """One calibration encoder: its units' timings and its whole forward pass (the glue
     between units, and what the held-out error is measured on)."""
 
     label: str
@@ -174,18 +176,20 @@ def _marginal(
     timed: Callable[[list[torch.nn.Module], torch.Tensor], dict[str, Any]],
 ) -> dict[str, Any]:
     """Unit ``i``'s marginal cost inside a chain (module docstring): the boundary conversions of a
-    compiled graph cancel in the difference. Floored at 5 % of the unit alone (timing noise can
-    make a small difference negative). Returns a timing dict whose ``median_ms`` is the marginal."""
+    compiled graph cancel in the difference. A unit that keeps its input's shape is timed as four
+    copies minus two (halved): graphs of one or two copies still pick their own layouts (OpenVINO
+    bf16 on AMX, a RepMixer block at 192 x 128^2: t(1), t(2), t(4) = 28.1, 45.0, 70.3 ms). Floored
+    at 5 % of the subtracted chain per copy (noise can make a small difference negative).
+    Returns the chain's timing dict with ``median_ms`` replaced by the marginal."""
     unit, x = modules[i], inputs[i]
-    alone = timed([unit], x)
     if shapes[i] == x.shape:
-        chain, other = timed([unit, unit], x), alone
+        chain, base, copies = timed([unit] * 4, x), timed([unit] * 2, x), 2
     elif i + 1 < len(modules):
-        chain, other = timed([unit, modules[i + 1]], x), timed([modules[i + 1]], inputs[i + 1])
+        chain, base, copies = timed([unit, modules[i + 1]], x), timed([modules[i + 1]], inputs[i + 1]), 1
     else:
-        chain, other = timed([modules[i - 1], unit], inputs[i - 1]), timed([modules[i - 1]], inputs[i - 1])
-    marginal = max(chain["median_ms"] - other["median_ms"], 0.05 * alone["median_ms"])
-    return {**alone, "median_ms": marginal, "alone_ms": alone["median_ms"], "chain_ms": chain["median_ms"]}
+        chain, base, copies = timed([modules[i - 1], unit], inputs[i - 1]), timed([modules[i - 1]], inputs[i - 1]), 1
+    marginal = max((chain["median_ms"] - base["median_ms"]) / copies, 0.05 * base["median_ms"] / copies)
+    return {**chain, "median_ms": marginal, "chain_ms": chain["median_ms"], "base_ms": base["median_ms"]}
 
 
 @dataclass(frozen=True)
@@ -251,7 +255,8 @@ class LatencyPredictor:
     def estimate(self, spec: EncoderSpec, resolution: int) -> Sourced:
         """The prediction as a record value: ``predicted``, this model's label, its held-out error."""
         detail = {
-            "model": "sum of work-unit fits (NNLS per kind on isolated unit timings) x glue factor",
+            "model": "sum of work-unit fits (NNLS per kind on unit timings: alone, or marginal in a chain "
+            "where the runtime compiles a graph) x glue factor",
             "glue": round(self.glue.get(spec.kind, 1.0), 4),
             "units": len(work_units(spec, resolution)),
             "held_out": "leave-one-calibration-encoder-out MAPE",
