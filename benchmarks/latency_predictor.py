@@ -223,8 +223,8 @@ def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[
         f"Machine: {cpu_model()}, {args.threads} thread(s), {args.runtime} {args.precision}, "
         f"torch {versions()['torch']}, "
         f"timm {versions()['timm']}. Measured: the sweep's timing protocol (median, allocator keeping freed "
-        f"memory); predicted: `{predictor.name}` (sum of per-kind NNLS fits on work-unit timings: alone in eager, "
-        "marginal in a chain in a runtime that compiles an exported graph).",
+        f"memory); predicted: `{predictor.name}` (sum of per-kind NNLS fits on work-unit timings, each "
+        "unit's marginal cost in a chain).",
         "",
         f"- calibration with an empty cache: **{predictor.calibration_seconds:.0f} s** "
         f"({len(predictor.calibration)} small encoders); its leave-one-encoder-out MAPE "

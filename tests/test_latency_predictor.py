@@ -277,8 +277,8 @@ def test_calibration_in_an_exporting_runtime(tmp_path):
     predictor = calibrate(specs, runtime="onnxruntime", protocol=QUICK, cache=MeasurementCache(tmp_path))
     assert predictor.name == "latency-model@cpu/onnxruntime"
     assert predictor.estimate(tiny_hybrid(24), 96).value > 0 and predictor.estimate(TINY_VIT, 96).value > 0
-    # a compiled graph converts its input and output once per graph: a unit's cost there is its
-    # marginal cost in a chain, recorded beside the chain and the chain it subtracts
+    # a compiled graph converts its input and output once per graph: a unit's cost is its marginal
+    # cost in a chain, recorded beside the chain and the chain it subtracts
     units = [json.loads(p.read_text()) for p in tmp_path.rglob("*.json")]
     units = [u["value"] for u in units if u["key"].get("kind") == "unit" and "unit" in u["key"]]
     assert units and all({"chain_ms", "base_ms"} <= set(u) for u in units)

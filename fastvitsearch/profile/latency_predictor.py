@@ -4,16 +4,16 @@ Why: a new hybrid at 1024 px takes ~30 s to build, reparameterize and time here;
 most of its time timing candidates far from the front. The encoder is split into the units its
 builder uses (:mod:`~fastvitsearch.profile.work_units`); calibration times each distinct unit of a
 few small calibration encoders on the input it sees in the forward pass, in the device's runtime
-and precision, and each whole calibration encoder (every timing cached on disk). In eager PyTorch
-a unit is timed alone. A runtime that compiles an exported graph (ONNX Runtime, OpenVINO) converts
-the graph's input and output (precision, blocked layouts) at its boundaries, once per whole
-encoder but once per unit when a unit is timed alone: on a CPU with AMX, OpenVINO bf16 spends 20-55 %
-of an isolated RepMixer block's time there, and the sum of isolated units over-predicted whole
-encoders by +16 % (median, 20 design architectures; +23 % on the 30 validation ones). There a
-unit's cost is its marginal cost in a chain (validation: 17 % -> 67 % within +-10 %, see
-benchmarks/results/latency_predictor/attempts.md): ``(t(4 copies) - t(2 copies)) / 2`` for a
-unit that keeps its input's shape, ``t(unit, next) - t(next)`` for one that changes it (the final
-conv: ``t(previous, unit) - t(previous)``).
+and precision, and each whole calibration encoder (every timing cached on disk). A unit is timed
+as its marginal cost in a chain, not alone: ``(t(4 copies) - t(2 copies)) / 2`` for a unit that
+keeps its input's shape, ``t(unit, next) - t(next)`` for one that changes it (the final conv:
+``t(previous, unit) - t(previous)``). Alone, a unit pays what a whole encoder pays once, e.g. a
+compiled graph's input and output conversions (precision, blocked layouts; on a CPU with AMX 20-55 %
+of an isolated RepMixer block's time in OpenVINO bf16), and graphs of one or two copies still pick
+their own layouts; in eager PyTorch the sum of isolated units also ran high on that CPU. On the
+30 validation architectures (AMX Xeon, one round each) units timed alone read 17 % within
++-10 % in OpenVINO bf16 (median +23 %) and 33-77 % in eager (+3 to +13 %); chained, 67 % and
+83 % (benchmarks/results/latency_predictor/attempts.md).
 Each unit kind gets a non-negative least-squares fit ``t = a + sum_i b_i * feature_i`` on
 relative error; an encoder is predicted as the sum of its units' predictions times a glue factor
 per encoder kind (whole / sum of units on the calibration encoders: the reshapes and hand-offs
@@ -156,10 +156,8 @@ def time_units(
         for key in missing:
             if key == whole_key:
                 timing = timed([encoder], images)
-            elif entry.exports:
-                timing = _marginal(first[key], modules, inputs, shapes, timed)
             else:
-                timing = timed([modules[first[key]]], inputs[first[key]])
+                timing = _marginal(first[key], modules, inputs, shapes, timed)
             times[key] = timing["median_ms"]
             if cache is not None:
                 cache.put(keys[key], timing)
@@ -175,8 +173,8 @@ def _marginal(
     shapes: dict[int, torch.Size],
     timed: Callable[[list[torch.nn.Module], torch.Tensor], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Unit ``i``'s marginal cost inside a chain (module docstring): the boundary conversions of a
-    compiled graph cancel in the difference. A unit that keeps its input's shape is timed as four
+    """Unit ``i``'s marginal cost inside a chain (module docstring): what a graph pays once (its
+    input and output conversions) cancels in the difference. A unit that keeps its input's shape is timed as four
     copies minus two (halved): graphs of one or two copies still pick their own layouts (OpenVINO
     bf16 on AMX, a RepMixer block at 192 x 128^2: t(1), t(2), t(4) = 28.1, 45.0, 70.3 ms). Floored
     at 5 % of the subtracted chain per copy (noise can make a small difference negative).
@@ -255,8 +253,7 @@ class LatencyPredictor:
     def estimate(self, spec: EncoderSpec, resolution: int) -> Sourced:
         """The prediction as a record value: ``predicted``, this model's label, its held-out error."""
         detail = {
-            "model": "sum of work-unit fits (NNLS per kind on unit timings: alone, or marginal in a chain "
-            "where the runtime compiles a graph) x glue factor",
+            "model": "sum of work-unit fits (NNLS per kind on unit timings, marginal in a chain) x glue factor",
             "glue": round(self.glue.get(spec.kind, 1.0), 4),
             "units": len(work_units(spec, resolution)),
             "held_out": "leave-one-calibration-encoder-out MAPE",
