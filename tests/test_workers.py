@@ -45,8 +45,18 @@ def _run_with_a_kill(tmp_path, storage, workers):
         cfg = compose(config_name="config", overrides=overrides)
     study = prepare(cfg)
     assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == GRID
+    # the victim measures into its own cache: a point another worker has already measured would
+    # otherwise finish in milliseconds (a cache hit) and the kill could land between two trials
+    own_cache = [
+        f"device.cache_dir={tmp_path / 'cache_victim'}" if o.startswith("device.cache_dir=") else o for o in overrides
+    ]
     procs = [
-        subprocess.Popen(worker_command(overrides, i), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            worker_command(own_cache if i == 0 else overrides, i),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         for i in range(workers)
     ]
     victim, deadline = procs[0], time.time() + 240
