@@ -14,7 +14,6 @@ Writes ``benchmarks/results/proxy_cost_<date>_<machine>.md``.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 
 from fastvitsearch.accuracy.proxy import ProxyConfig, ProxyModel, window_side, windows
 from fastvitsearch.presets import get_spec
-from fastvitsearch.profile.timing import cpu_model, versions
+from fastvitsearch.profile.timing import cpu_model, cpu_slug, versions
 from fastvitsearch.torch_threads import fixed_threads
 
 POINTS = (("fastvithd", 1024), ("fastvit", 768), ("vit_l14", 336))
@@ -90,8 +89,7 @@ def main() -> None:
         name, resolution, layout, threads = args.one
         print(step_seconds(name, int(resolution), LAYOUTS[layout], int(threads), args.steps))
         return
-    machine = re.sub(r"[^a-z0-9]+", "-", cpu_model().lower().replace("(r)", "")).strip("-")
-    out = args.out or Path(__file__).parent / "results" / f"proxy_cost_{date.today()}_{machine}.md"
+    out = args.out or Path(__file__).parent / "results" / f"proxy_cost_{date.today()}_{cpu_slug()}.md"
     config = ProxyConfig()
     rows, full_runs = [], {}
     for name, resolution in POINTS:

@@ -19,7 +19,6 @@ replaces another's.
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
 import time
 from datetime import date
@@ -33,7 +32,7 @@ from fastvitsearch.presets import get_spec
 from fastvitsearch.profile.count import count_encoder
 from fastvitsearch.profile.measure import measure_encoder
 from fastvitsearch.profile.runtimes import RUNTIME_TABLE, check_runtime
-from fastvitsearch.profile.timing import TimingProtocol, cpu_model, versions
+from fastvitsearch.profile.timing import TimingProtocol, cpu_model, cpu_slug, versions
 from fastvitsearch.spec import SpecError
 from fastvitsearch.torch_threads import fixed_threads
 
@@ -82,8 +81,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if args.out is None:
-        machine = re.sub(r"[^a-z0-9]+", "-", cpu_model().lower().replace("(r)", "")).strip("-")
-        args.out = Path(__file__).parent / "results" / f"runtime_speed_{date.today()}_{machine}.md"
+        args.out = Path(__file__).parent / "results" / f"runtime_speed_{date.today()}_{cpu_slug()}.md"
     available = []
     for runtime, precision in CANDIDATES:
         try:

@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import platform
+import re
 import statistics
 import tempfile
 import time
@@ -80,6 +81,12 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def cpu_slug() -> str:
+    """:func:`cpu_model` as a file-name part (``intel-xeon-processor``): benchmark results are
+    kept per machine, since this project's CI machine has changed CPU between sessions."""
+    return re.sub(r"[^a-z0-9]+", "-", cpu_model().lower().replace("(r)", "")).strip("-")
 
 
 def device_name(device: torch.device) -> str:
