@@ -3,9 +3,12 @@
 The proxy trains every candidate for ``steps`` steps of ``batch`` windows (the validated
 setting: 600 x 32), so a run's cost is ``steps x (draw + train step)``. This measures both
 parts per step for the paper's three encoders at their headline resolutions, in the layout the
-proxy trains in (channels-last) and in the default NCHW layout, on 1 and 2 threads, and projects a
-full run and the default ``+experiment=arch_search`` (30 trials, the anchors reusing the
-calibration's runs) from them. Medians of ``--steps`` timed steps after one warm-up step.
+proxy trains in (NCHW) and in channels-last, on 1 and 2 threads, and projects a full run and the
+default ``+experiment=arch_search`` (30 trials, the anchors reusing the calibration's runs) from
+the NCHW runs. Channels-last is faster but the proxy does not use it: training FastViT in it
+crashes the process here (glibc "corrupted size vs. prev_size" on tiny_fastvit@128, exit -11 on
+FastViT@768; torch 2.14.1 CPU), so each step timing runs in its own process and an abort is
+recorded as such. Medians of ``--steps`` timed steps after one warm-up step.
 Writes ``benchmarks/results/proxy_cost_<date>_<machine>.md``.
 
     python benchmarks/proxy_cost.py [--steps 5]
