@@ -133,6 +133,39 @@ def agreement_rows(attempt: str, runs: ProxyRuns) -> list[dict]:
     return rows
 
 
+def baseline_rows(runs: ProxyRuns) -> list[dict]:
+    """What scores that need no training get on the same points: the input resolution alone and
+    the visual-token count alone. A proxy earns its cost only by what these miss, so the pairs at
+    one resolution (where only the architecture differs) are counted separately."""
+    rows = []
+    for metric in ("TextVQA", "DocVQA"):
+        paired, published, _ = runs.paired(metric)
+        if len(paired) < 4:
+            continue
+        scores = {
+            "input resolution": [float(r.resolution) for r in paired],
+            "visual tokens": [float(get_spec(r.preset).tokens(r.resolution)) for r in paired],
+            "proxy (this attempt)": [r.mean for r in paired],
+        }
+        for name, score in scores.items():
+            same_res = [
+                (i, j)
+                for i in range(len(paired))
+                for j in range(i + 1, len(paired))
+                if paired[i].resolution == paired[j].resolution and published[i] != published[j]
+            ]
+            agree = sum((score[i] - score[j]) * (published[i] - published[j]) > 0 for i, j in same_res)
+            rows.append(
+                {
+                    "metric": metric,
+                    "score": name,
+                    "kendall_tau": rank_agreement([[v] for v in score], published, n_boot=1).kendall_tau,
+                    "same-resolution pairs ordered as published": f"{agree} of {len(same_res)}",
+                }
+            )
+    return rows
+
+
 def figure(attempt: str, runs: ProxyRuns, tau: float, path: Path) -> None:
     png.proxy_validity(runs, "TextVQA", f"Proxy vs published TextVQA [{attempt}]: Kendall tau {tau:.2f}", path)
 
@@ -164,12 +197,21 @@ def main() -> None:
     parser.add_argument("--note", default="", help="what this attempt changed, for the table")
     parser.add_argument("--from-runs", help="proxy_variants.py JSON lines of this attempt (runs measured elsewhere)")
     parser.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="recompute the no-training baselines of an attempt already run (its <attempt>.json) and stop",
+    )
+    parser.add_argument(
         "--write-calibration",
         choices=["default", "tiny"],
         help="make these runs the package's calibration (default) or the smoke test's (tiny)",
     )
     args = parser.parse_args()
 
+    if args.baselines_only:
+        runs = ProxyRuns.from_json((RESULTS / f"{args.attempt}.json").read_text())
+        print(pd.DataFrame(baseline_rows(runs)).to_markdown(index=False))
+        return
     config = proxy_config(parse_settings(args.set))
     RESULTS.mkdir(parents=True, exist_ok=True)
     print(f"attempt {args.attempt}: proxy v{PROXY_VERSION} {dataclasses.asdict(config)}, seeds {args.seeds}")
@@ -204,6 +246,8 @@ def main() -> None:
         + pd.DataFrame(rows)[
             ["metric", "designed_on", "points", "kendall_tau", "tau_ci95_seeds", "tau_ci95_points", "spearman_rho"]
         ].to_markdown(index=False)
+        + "\n\nBaselines that need no training, on the same points (`baseline_rows`):\n\n"
+        + pd.DataFrame(baseline_rows(runs)).to_markdown(index=False)
         + "\n"
     )
     print(table.to_string(index=False))
