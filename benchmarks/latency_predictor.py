@@ -223,8 +223,8 @@ def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[
         f"Machine: {cpu_model()}, {args.threads} thread(s), {args.runtime} {args.precision}, "
         f"torch {versions()['torch']}, "
         f"timm {versions()['timm']}. Measured: the sweep's timing protocol (median, allocator keeping freed "
-        f"memory); predicted: `{predictor.name}` (sum of per-kind NNLS fits on work-unit timings, each "
-        "unit's marginal cost in a chain).",
+        f"memory); predicted: `{predictor.name}` (work units, each timed as its marginal cost in a chain; "
+        "per kind, ms per MAC interpolated over log size; glue scale x units + fixed).",
         "",
         f"- calibration with an empty cache: **{predictor.calibration_seconds:.0f} s** "
         f"({len(predictor.calibration)} small encoders); its leave-one-encoder-out MAPE "

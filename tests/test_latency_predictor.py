@@ -17,7 +17,7 @@ from fastvitsearch.profile import latency_predictor
 from fastvitsearch.profile.latency_predictor import calibrate, fit_predictor, time_units
 from fastvitsearch.profile.local_device import LocalDevice
 from fastvitsearch.profile.timing import TimingProtocol
-from fastvitsearch.profile.work_units import FEATURES, memory_basis, unit_modules, work_units
+from fastvitsearch.profile.work_units import WorkUnit, coordinates, unit_modules, work, work_units
 from fastvitsearch.record import Sourced, TrialRecord
 from fastvitsearch.spec import HybridEncoderSpec, SpecError, StageSpec, ViTSpec
 
@@ -62,13 +62,21 @@ def test_units_from_the_spec_match_the_built_modules(spec, resolution):
             assert (unit.width, unit.pixels) == (shape[1], shape[2] * shape[3]), unit
         else:  # ViT tokens [B, N, C] (the patch embedding has no class token yet)
             assert (unit.width, unit.pixels) == (shape[2], shape[1]), unit
-        assert len(unit.features()) == len(FEATURES[unit.kind][0])
+        assert work(unit) > 0
+    # a kind's coordinates have one length, so its calibration samples can be interpolated
+    for kind in {u.kind for u in units}:
+        assert len({len(coordinates(u)) for u in units if u.kind == kind}) == 1
 
 
-def test_memory_basis_is_a_partition_of_unity():
-    for elements in (1, 1e4, 3e5, 1e6, 5e6, 1e8, 1e10):
-        weights = memory_basis(elements)
-        assert sum(weights) == pytest.approx(1.0) and min(weights) >= 0
+def test_work_follows_the_operation_count():
+    block = WorkUnit("attention", 256, 1024, in_width=256, mlp_ratio=4.0)
+    wider = WorkUnit("attention", 512, 1024, in_width=512, mlp_ratio=4.0)
+    more_tokens = WorkUnit("attention", 256, 4096, in_width=256, mlp_ratio=4.0)
+    assert 3 * work(block) < work(wider) < 4 * work(block)  # dense layers C^2, attention C
+    assert work(more_tokens) > 4 * work(block)  # attention's P^2 on top of linear P
+    conv = WorkUnit("repmixer", 96, 4096, in_width=96, mlp_ratio=3.0)
+    assert work(WorkUnit("repmixer", 96, 4096, in_width=96, mlp_ratio=4.0)) > work(conv)
+    assert coordinates(more_tokens)[:3] == [12.0, 8.0, 4.0]  # log2 pixels, log2 width, MLP ratio
 
 
 def test_a_kind_the_model_cannot_decompose_is_refused_naming_the_field():
@@ -117,14 +125,15 @@ def test_held_out_error_comes_from_leaving_each_encoder_out():
     # the first encoder's held-out value is what a predictor fitted on the other two says about it
     others = fit_predictor("others", encoders[1:])
     units = sum(others.models[s.unit.kind].predict(s.unit) * s.count for s in encoders[0].units)
-    expected = others.glue["hybrid"] * units
+    expected = others.glue["hybrid"](units)
     assert predictor.calibration[0]["held_out_ms"] == pytest.approx(expected, rel=1e-3)
     assert predictor.calibration[0]["held_out_ms"] != pytest.approx(
-        predictor.glue["hybrid"]
-        * sum(predictor.models[s.unit.kind].predict(s.unit) * s.count for s in encoders[0].units),
+        predictor.glue["hybrid"](
+            sum(predictor.models[s.unit.kind].predict(s.unit) * s.count for s in encoders[0].units)
+        ),
         rel=1e-6,
     )
-    assert predictor.glue["hybrid"] > 0
+    assert predictor.glue["hybrid"].scale > 0 and predictor.glue["hybrid"].fixed_ms >= 0
 
 
 def test_device_latency_modes(tmp_path):

@@ -14,10 +14,15 @@ their own layouts; in eager PyTorch the sum of isolated units also ran high on t
 30 validation architectures (AMX Xeon, one round each) units timed alone read 17 % within
 +-10 % in OpenVINO bf16 (median +23 %) and 33-77 % in eager (+3 to +13 %); chained, 67 % and
 83 % (benchmarks/results/latency_predictor/attempts.md).
-Each unit kind gets a non-negative least-squares fit ``t = a + sum_i b_i * feature_i`` on
-relative error; an encoder is predicted as the sum of its units' predictions times a glue factor
-per encoder kind (whole / sum of units on the calibration encoders: the reshapes and hand-offs
-between units). A prediction takes well under a millisecond: no module is built.
+Each unit kind's cost is its work (multiply-accumulates) times its milliseconds per unit of work,
+interpolated in log space over the units' log pixels, log width, MLP ratio and flags (scipy's RBF
+interpolator with a linear trend): efficiency varies smoothly with a unit's shape where cost spans
+four orders of magnitude. A global non-negative least-squares fit of cost terms per kind (the model
+until 2026-12-03) ran 10-30 % high on the search space's large units (attention at 2-4k tokens,
+RepMixer blocks at 128^2 px; attempts.md). An encoder is predicted as its units' sum through a glue
+per encoder kind, ``scale x units + fixed`` (reshapes and hand-offs between units, and the forward
+pass's own fixed cost, ~10 ms in eager here: a quarter of a small encoder, 1 % of a large one).
+A prediction takes well under a millisecond: no module is built.
 
 Every prediction carries a held-out error: the mean absolute percentage error of predicting each
 calibration encoder's whole forward pass with everything refitted without it
@@ -30,13 +35,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from scipy.interpolate import RBFInterpolator
 from scipy.optimize import nnls
 
 from fastvitsearch.build import build_encoder
@@ -44,7 +50,7 @@ from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.profile.latency_calibration import default_calibration
 from fastvitsearch.profile.runtimes import check_runtime, prepare_checked
 from fastvitsearch.profile.timing import TimingProtocol, device_fingerprint, measure
-from fastvitsearch.profile.work_units import WorkUnit, unit_modules, work_units
+from fastvitsearch.profile.work_units import WorkUnit, coordinates, unit_modules, work, work_units
 from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
 from fastvitsearch.torch_threads import fixed_threads
@@ -190,29 +196,54 @@ def _marginal(
     return {**chain, "median_ms": marginal, "chain_ms": chain["median_ms"], "base_ms": base["median_ms"]}
 
 
+#: RBF smoothing of log(ms per unit of work): tolerates the few-% noise of one timing and
+#: duplicate coordinates; chosen on the design set (benchmarks/results/latency_predictor/attempts.md)
+SMOOTHING = 0.01
+
+
 @dataclass(frozen=True)
 class KindModel:
-    """``t = intercept + coefficients . features`` for one unit kind (ms), all terms >= 0."""
+    """A kind's milliseconds per unit of :func:`~fastvitsearch.profile.work_units.work`,
+    interpolated in log space over the units' coordinates (scipy's RBF interpolator, linear kernel
+    with a linear trend, so it extrapolates by the trend); constant when too few samples vary."""
 
     kind: str
-    intercept_ms: float
-    coefficients: tuple[float, ...]
     n_points: int
+    #: coordinate columns that vary among the samples (the others carry no information)
+    columns: tuple[int, ...]
+    interpolator: RBFInterpolator | None
+    log_ms_per_work: float
+
+    def predict_many(self, units: Sequence[WorkUnit]) -> np.ndarray:
+        work_done = np.array([work(u) for u in units])
+        if self.interpolator is None:
+            return np.exp(self.log_ms_per_work) * work_done
+        points = np.array([coordinates(u) for u in units])[:, list(self.columns)]
+        return np.exp(self.interpolator(points)) * work_done
 
     def predict(self, unit: WorkUnit) -> float:
-        return self.intercept_ms + float(np.dot(self.coefficients, unit.features()))
+        return float(self.predict_many([unit])[0])
 
 
 def fit_kind(kind: str, samples: Sequence[UnitSample]) -> KindModel:
-    """Non-negative least squares on relative error (every unit weighs the same, small or large)."""
-    x = np.array([[1.0, *s.unit.features()] for s in samples])
-    t = np.array([s.ms for s in samples])
-    scale = np.abs(x).max(axis=0)
-    scale[scale == 0] = 1.0
-    weighted = (x / scale) / t[:, None]
-    solution, _ = nnls(weighted, np.ones(len(t)))
-    coef = solution / scale
-    return KindModel(kind, float(coef[0]), tuple(float(c) for c in coef[1:]), len(samples))
+    """Interpolate log(ms / work) over the samples' coordinates: efficiency varies smoothly with a
+    unit's shape where its cost does not (a global linear fit of cost terms ran 10-30 % off at
+    the search space's large units; attempts.md)."""
+    points = np.array([coordinates(s.unit) for s in samples])
+    values = np.log([s.ms / work(s.unit) for s in samples])
+    columns = tuple(int(i) for i in np.flatnonzero(np.ptp(points, axis=0) > 0))
+    interpolator = None
+    for degree in (1, 0):  # a linear trend needs more samples than coordinates; else a constant one
+        if not columns or len(samples) <= len(columns) + 1 and degree == 1:
+            continue
+        try:
+            interpolator = RBFInterpolator(
+                points[:, list(columns)], values, kernel="linear", degree=degree, smoothing=SMOOTHING
+            )
+            break
+        except (np.linalg.LinAlgError, ValueError):  # collinear coordinates: try a simpler trend
+            continue
+    return KindModel(kind, len(samples), columns, interpolator, float(np.mean(values)))
 
 
 def fit_kinds(samples: Sequence[UnitSample]) -> dict[str, KindModel]:
@@ -222,39 +253,53 @@ def fit_kinds(samples: Sequence[UnitSample]) -> dict[str, KindModel]:
     return {kind: fit_kind(kind, group) for kind, group in by_kind.items()}
 
 
+@dataclass(frozen=True)
+class Glue:
+    """Whole forward pass from the sum of its units: ``scale x units + fixed_ms``, what passes
+    between units (reshapes, hand-offs, the forward's own fixed cost: ~10 ms per encoder in eager
+    on the AMX Xeon, 25 % of a small encoder and 1 % of a large one, so one ratio cannot fit both)."""
+
+    scale: float
+    fixed_ms: float
+
+    def __call__(self, units_ms: float) -> float:
+        return self.scale * units_ms + self.fixed_ms
+
+
 @dataclass
 class LatencyPredictor:
     """Per-kind models fitted on one device/runtime/precision/threads, with their held-out error."""
 
     name: str
     models: dict[str, KindModel]
-    #: per encoder kind, whole forward / sum of its units (reshapes and hand-offs between units)
-    glue: dict[str, float]
+    #: per encoder kind: whole forward from the sum of its units
+    glue: dict[str, Glue]
     held_out_error: float | None
     #: per calibration encoder: measured unit total, leave-it-out prediction (ms)
     calibration: list[dict[str, Any]] = field(default_factory=list)
     calibration_seconds: float = 0.0
 
     def predict_ms(self, spec: EncoderSpec, resolution: int) -> float:
-        return self.glue.get(spec.kind, 1.0) * self.units_ms(spec, resolution)
+        return self.glue.get(spec.kind, Glue(1.0, 0.0))(self.units_ms(spec, resolution))
 
     def units_ms(self, spec: EncoderSpec, resolution: int) -> float:
-        total = 0.0
-        for unit in work_units(spec, resolution):
-            if unit.kind not in self.models:
-                raise SpecError(
-                    "device.latency",
-                    f"{spec.name} uses {unit.kind!r} units, which the latency model was not calibrated on "
-                    f"(calibrated: {', '.join(sorted(self.models))})",
-                )
-            total += self.models[unit.kind].predict(unit)
-        return total
+        units = work_units(spec, resolution)
+        missing = sorted({u.kind for u in units} - set(self.models))
+        if missing:
+            raise SpecError(
+                "device.latency",
+                f"{spec.name} uses {', '.join(map(repr, missing))} units, which the latency model was not "
+                f"calibrated on (calibrated: {', '.join(sorted(self.models))})",
+            )
+        return _units_total(self.models, list(Counter(units).items()))
 
     def estimate(self, spec: EncoderSpec, resolution: int) -> Sourced:
         """The prediction as a record value: ``predicted``, this model's label, its held-out error."""
+        glue = self.glue.get(spec.kind, Glue(1.0, 0.0))
         detail = {
-            "model": "sum of work-unit fits (NNLS per kind on unit timings, marginal in a chain) x glue factor",
-            "glue": round(self.glue.get(spec.kind, 1.0), 4),
+            "model": "sum of work units (ms per MAC interpolated per kind over log size; units timed as "
+            "their marginal cost in a chain) x glue scale + glue fixed cost",
+            "glue": {"scale": round(glue.scale, 4), "fixed_ms": round(glue.fixed_ms, 3)},
             "units": len(work_units(spec, resolution)),
             "held_out": "leave-one-calibration-encoder-out MAPE",
             "calibration_encoders": len(self.calibration),
@@ -262,16 +307,41 @@ class LatencyPredictor:
         return Sourced(round(self.predict_ms(spec, resolution), 3), "predicted", self.name, self.held_out_error, detail)
 
 
-def _units_total(models: dict[str, KindModel], encoder: CalibrationEncoder) -> float:
-    return sum(models[s.unit.kind].predict(s.unit) * s.count for s in encoder.units)
+def _units_total(models: dict[str, KindModel], counted: Sequence[tuple[WorkUnit, int]]) -> float:
+    """Sum over distinct units (with their counts), one interpolator call per kind."""
+    by_kind: dict[str, list[tuple[WorkUnit, int]]] = defaultdict(list)
+    for unit, count in counted:
+        by_kind[unit.kind].append((unit, count))
+    return sum(
+        float(np.dot(models[kind].predict_many([u for u, _ in group]), [c for _, c in group]))
+        for kind, group in by_kind.items()
+    )
 
 
-def _fit(encoders: Sequence[CalibrationEncoder]) -> tuple[dict[str, KindModel], dict[str, float]]:
+def _encoder_units(models: dict[str, KindModel], encoder: CalibrationEncoder) -> float:
+    return _units_total(models, [(s.unit, s.count) for s in encoder.units])
+
+
+def fit_glue(units_ms: Sequence[float], whole_ms: Sequence[float]) -> Glue:
+    """Non-negative least squares of ``whole = scale x units + fixed`` on relative error; one
+    encoder gives a ratio."""
+    units, whole = np.asarray(units_ms, dtype=float), np.asarray(whole_ms, dtype=float)
+    if len(units) < 2:
+        return Glue(float(whole[0] / units[0]), 0.0)
+    (scale, fixed), _ = nnls(np.stack([units, np.ones_like(units)], axis=1) / whole[:, None], np.ones(len(units)))
+    return Glue(float(scale), float(fixed))
+
+
+def _fit(encoders: Sequence[CalibrationEncoder]) -> tuple[dict[str, KindModel], dict[str, Glue]]:
     models = fit_kinds([s for e in encoders for s in e.units])
-    ratios: dict[str, list[float]] = defaultdict(list)
+    by_kind: dict[str, list[CalibrationEncoder]] = defaultdict(list)
     for e in encoders:
-        ratios[e.kind].append(e.whole_ms / _units_total(models, e))
-    return models, {kind: float(np.median(r)) for kind, r in ratios.items()}
+        by_kind[e.kind].append(e)
+    glue = {
+        kind: fit_glue([_encoder_units(models, e) for e in group], [e.whole_ms for e in group])
+        for kind, group in by_kind.items()
+    }
+    return models, glue
 
 
 def fit_predictor(name: str, encoders: Sequence[CalibrationEncoder], seconds: float = 0.0) -> LatencyPredictor:
@@ -284,7 +354,7 @@ def fit_predictor(name: str, encoders: Sequence[CalibrationEncoder], seconds: fl
         others = [e for e in encoders if e is not held]
         other_models, other_glue = _fit(others) if others else ({}, {})
         refit = {**models, **other_models}
-        predicted = other_glue.get(held.kind, glue[held.kind]) * _units_total(refit, held)
+        predicted = other_glue.get(held.kind, glue[held.kind])(_encoder_units(refit, held))
         rows.append({"encoder": held.label, "measured_ms": round(held.whole_ms, 3), "held_out_ms": round(predicted, 3)})
     errors = [abs(r["held_out_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
     error = round(float(np.mean(errors)), 4) if len(rows) > 1 else None

@@ -8,10 +8,10 @@ built: that is what makes a prediction take microseconds instead of the ~0.3 s a
 costs. :func:`unit_modules` finds the same units, in the same order, in a built encoder, so the
 calibration can time each one in isolation (a test checks the two lists agree).
 
-Each kind's cost features are the terms of its operation count that scale differently: per
-pixel-channel work (depthwise convs, norms, activations, residual adds), dense channel mixing
-(1x1 convs, linear layers: ``P*C*C``), and attention's ``P*P*C``. A kind's latency is a
-non-negative combination of its features plus a fixed cost (:mod:`~fastvitsearch.profile.latency_predictor`).
+Each unit has its ``work`` (multiply-accumulates: dense channel mixing ``P*C*C``, depthwise convs
+``P*C*k*k``, attention's ``P*P*C``) and its ``coordinates`` (log pixels, log width, MLP ratio,
+flags); the latency model interpolates a kind's milliseconds per unit of work over those
+coordinates (:mod:`~fastvitsearch.profile.latency_predictor`).
 """
 
 from __future__ import annotations
@@ -45,9 +45,6 @@ class WorkUnit:
     def flag(self, name: str) -> float:
         return dict(self.flags).get(name, 0.0)
 
-    def features(self) -> list[float]:
-        return FEATURES[self.kind][1](self)
-
     @property
     def key(self) -> dict:
         """What identifies the unit's timing (a cache key part)."""
@@ -61,84 +58,38 @@ class WorkUnit:
         }
 
 
-#: knots of the working-set basis, log2 bytes: 256 KiB to 256 MiB, every 4x
-MEMORY_KNOTS = (18, 20, 22, 24, 26, 28)
+def _macs(u: WorkUnit) -> float:
+    P, C, m = float(u.pixels), float(u.width), u.mlp_ratio  # noqa: N806 (the cost formulas' names)
+    return {
+        # 3x3 stride-2 conv at 4P pixels, depthwise 3x3, 1x1
+        "stem": P * C * (4 * 27 + 9 + C),
+        # grouped 7x7 stride-2 conv (one input channel per output), 1x1; squeeze-excite is small
+        "patch_embed": P * C * (49 + C),
+        "rcpe": P * C * 49,
+        # depthwise 3x3 mixer, ConvMlp: depthwise 7x7, C -> mC -> C
+        "repmixer": P * C * (58 + 2 * m * C),
+        # qkv and projection, ConvMlp, scores and weighted sum
+        "attention": P * C * (49 + C * (4 + 2 * m)) + 2 * P * P * C,
+        # grouped 3x3 (one input channel per output)
+        "final_conv": P * C * 9,
+        "vit_patch_embed": P * C * 3 * u.flag("patch") ** 2,
+        "vit_block": P * C * C * (4 + 2 * m) + 2 * P * P * C,
+    }[u.kind]
 
 
-def memory_basis(elements: float, bytes_per_element: int = 4) -> list[float]:
-    """Hat functions over log2(working-set bytes) at :data:`MEMORY_KNOTS` (they sum to 1): a
-    per-element cost that is any piecewise-linear curve of the working set, fitted per kind.
-    Per-element work slows ~3x here between a tensor that fits the L2 cache and one far beyond
-    the last-level cache (a FastViT stem at 1024 px costs 3x its 256-px cost per pixel)."""
-    x = min(max(math.log2(max(elements * bytes_per_element, 1.0)), MEMORY_KNOTS[0]), MEMORY_KNOTS[-1])
-    weights = []
-    for i, knot in enumerate(MEMORY_KNOTS):
-        left = MEMORY_KNOTS[i - 1] if i else knot
-        right = MEMORY_KNOTS[i + 1] if i + 1 < len(MEMORY_KNOTS) else knot
-        if left < x <= knot:
-            weights.append((x - left) / (knot - left))
-        elif knot <= x < right:
-            weights.append((right - x) / (right - knot))
-        else:
-            weights.append(1.0 if x == knot else 0.0)
-    return weights
+def work(u: WorkUnit) -> float:
+    """The unit's multiply-accumulates (dense and depthwise layers, attention's two matrix
+    products) plus its weights: the bulk of how its cost scales, so that what the latency model
+    interpolates — milliseconds per unit of work — varies slowly with the unit's size."""
+    return _macs(u) + float(u.width * u.width)
 
 
-def _pc(u: WorkUnit) -> float:
-    return float(u.pixels * u.width)
-
-
-def _memory(u: WorkUnit, expansion: float) -> list[float]:
-    """Per-element work split into the in-cache and the out-of-cache part of its largest tensor
-    (``expansion`` x the output: the stem's first conv, an MLP's hidden layer)."""
-    return [_pc(u) * w for w in memory_basis(_pc(u) * expansion)]
-
-
-def _attention(u: WorkUnit) -> list[float]:
-    m = u.mlp_ratio
-    return [
-        *_memory(u, max(3.0, m)),
-        _pc(u) * u.flag("layernorm"),
-        _pc(u) * m,
-        _pc(u) * u.width * (4 + 2 * m),
-        _pc(u) * u.pixels,
-        u.width * u.width * (4 + 2 * m),
-    ]
-
-
-#: kind -> (feature names, features of a unit); the fixed cost is the fit's intercept. ``P``:
-#: pixels (tokens), ``C``: width, ``m``: MLP ratio, ``mem``: the out-of-cache share, ``C*C``: weights
-MEM = tuple(f"P*C*mem{k}" for k in MEMORY_KNOTS)
-FEATURES: dict[str, tuple[tuple[str, ...], Callable[[WorkUnit], list[float]]]] = {
-    "stem": ((*MEM, "P*C*C"), lambda u: [*_memory(u, 4.0), _pc(u) * u.width]),
-    "patch_embed": (
-        (*MEM, "P*C*act", "P*C*se", "P*C*Cin", "Cin*C"),
-        lambda u: [
-            *_memory(u, 1.0 + 4.0 * u.in_width / u.width),
-            _pc(u) * u.flag("act"),
-            _pc(u) * u.flag("se"),
-            _pc(u) * u.width,
-            float(u.width * u.width),
-        ],
-    ),
-    "rcpe": (MEM, lambda u: _memory(u, 2.0)),
-    "repmixer": (
-        (*MEM, "P*C*m", "P*C*C*m", "C*C*m"),
-        lambda u: [
-            *_memory(u, u.mlp_ratio),
-            _pc(u) * u.mlp_ratio,
-            _pc(u) * u.width * u.mlp_ratio,
-            u.width * u.width * u.mlp_ratio,
-        ],
-    ),
-    "attention": ((*MEM, "P*C*layernorm", "P*C*m", "P*C*C*(4+2m)", "P*P*C", "C*C*(4+2m)"), _attention),
-    "final_conv": ((*MEM, "C*C"), lambda u: [*_memory(u, 1.0), float(u.width * u.width)]),
-    "vit_patch_embed": (("P*C", "P*C*p*p"), lambda u: [_pc(u), _pc(u) * u.flag("patch") ** 2]),
-    "vit_block": (
-        (*MEM, "P*C*m", "P*C*C*(4+2m)", "P*P*C", "C*C*(4+2m)"),
-        lambda u: [f for i, f in enumerate(_attention(u)) if i != 2],
-    ),
-}
+def coordinates(u: WorkUnit) -> list[float]:
+    """Where a unit sits among its kind's calibration samples: log2 of its pixels (tokens) and
+    width, its MLP ratio and its flags. Cost per unit of work changes with these (a GEMM's
+    efficiency with its shape, elementwise work with whether the tensor fits the cache), and
+    smoothly enough in log space to interpolate between a few calibration samples."""
+    return [math.log2(max(u.pixels, 1)), math.log2(max(u.width, 1)), u.mlp_ratio, *(v for _, v in sorted(u.flags))]
 
 
 def _hybrid_units(spec: HybridEncoderSpec, resolution: int) -> list[WorkUnit]:
