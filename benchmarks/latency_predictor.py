@@ -6,16 +6,18 @@ stages, base width, depth scale, first attention stage, MLP ratio, resolution 25
 the paper's three encoders at their headline resolutions, measures each whole encoder with the
 sweep's timing protocol (``conf/config.yaml``'s ``device.timing``, cached like a sweep's) and
 predicts it. Reports the share within +-10 %, MAPE, Spearman rho and the prediction time per spec;
-writes a table, a figure and a README beside the results.
+writes a table, a figure and a README in one folder per machine and runtime
+(``results/latency_predictor/<cpu>_<runtime>[_<precision>]``, or ``--out``).
 
     python benchmarks/latency_predictor.py [--archs 30] [--rounds 3] [--seed 0] [--threads 1]
-        [--runtime openvino --precision bf16 --out benchmarks/results/latency_predictor/openvino_bf16]
+        [--runtime openvino --precision bf16] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import random
 import statistics
 import tempfile
@@ -36,7 +38,7 @@ from fastvitsearch.profile.devices import TimingConfig  # noqa: E402
 from fastvitsearch.profile.latency_predictor import calibrate  # noqa: E402
 from fastvitsearch.profile.measure import measure_encoder  # noqa: E402
 from fastvitsearch.profile.runtimes import RuntimeMismatch  # noqa: E402
-from fastvitsearch.profile.timing import TimingProtocol, cpu_model, versions  # noqa: E402
+from fastvitsearch.profile.timing import TimingProtocol, cpu_model, cpu_slug, versions  # noqa: E402
 from fastvitsearch.space import CONF_DIR, hybrid_from_knobs  # noqa: E402
 
 PAPER_POINTS = (("fastvithd", 1024), ("fastvit", 768), ("vit_l14", 336))
@@ -69,8 +71,11 @@ def main() -> None:
     parser.add_argument("--runtime", default="eager", help="eager | onnxruntime | openvino | …")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--rounds", type=int, default=2, help="calibrate + measure everything, this many times")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, help=f"default: {OUT}/<cpu>_<runtime>[_<precision>]")
     args = parser.parse_args()
+    if args.out is None:  # one folder per machine and runtime: this CI machine has changed CPU
+        precision = "" if args.precision == "fp32" else f"_{args.precision}"
+        args.out = OUT / f"{cpu_slug()}_{args.runtime}{precision}"
     device = torch.device("cpu")
     args.out.mkdir(parents=True, exist_ok=True)
     protocol = TimingProtocol(**vars(TimingConfig()))
@@ -217,6 +222,7 @@ def plot(rows: list[dict], path: Path, summary: dict) -> None:
 
 def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[dict], refused: dict) -> None:
     s, a = summary["random"], summary["all"]
+    attempts = os.path.relpath(OUT / "attempts.md", args.out)
     lines = [
         "# Encoder latency predictor: measured vs predicted (benchmarks/latency_predictor.py)",
         "",
@@ -236,7 +242,7 @@ def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[
         f"- with the paper's three encoders ({a['n']} points): {a['within_10pct']:.0%} within +-10 %, MAPE "
         f"{a['mape_pct']:.1f} %, Spearman {a['spearman']:.3f}",
         f"- prediction time: at most **{summary['predict_ms_max']:.2f} ms** per spec (target <= 50 ms)",
-        "- every attempt, including those that missed: [attempts.md](attempts.md)",
+        f"- every attempt, including those that missed: [attempts.md]({attempts})",
         "",
         "![measured vs predicted](measured_vs_predicted.png)",
         "",
