@@ -68,8 +68,9 @@ def main() -> None:
         f"{seconds.get('encoder', 0):.0f} / {seconds.get('prefill', 0):.0f} / {seconds.get('projector', 0):.0f} | "
         f"{third_runs} |\n"
     )
-    text = RESULTS.read_text() if RESULTS.exists() else HEADER
-    RESULTS.write_text(text + row)
+    lines = (RESULTS.read_text() if RESULTS.exists() else HEADER).splitlines(keepends=True)
+    last = max(i for i, line in enumerate(lines) if line.startswith("|"))  # under the table, above the notes
+    RESULTS.write_text("".join(lines[: last + 1]) + row + "".join(lines[last + 1 :]))
     print(row, end="")
 
 
