@@ -13,9 +13,10 @@ from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.llm import resolve_llm
 from fastvitsearch.point import OVER_BUDGET, Point, evaluate
 from fastvitsearch.presets import resolve_encoder
-from fastvitsearch.profile import latency_predictor
+from fastvitsearch.profile import latency_predictor, runtimes
 from fastvitsearch.profile.latency_predictor import calibrate, fit_predictor, time_units
 from fastvitsearch.profile.local_device import LocalDevice
+from fastvitsearch.profile.runtimes import RUNTIME_TABLE, RuntimeMismatch
 from fastvitsearch.profile.timing import TimingProtocol
 from fastvitsearch.profile.work_units import WorkUnit, coordinates, unit_modules, work, work_units
 from fastvitsearch.record import Sourced, TrialRecord
@@ -115,6 +116,22 @@ def test_unit_timings_are_cached(tiny_predictor, monkeypatch):
     monkeypatch.setattr(latency_predictor, "build_encoder", no_build)
     again = calibrate(TINY_CALIBRATION, protocol=QUICK, cache=cache)
     assert set(again.models) == set(tiny_predictor[0].models)
+
+
+@pytest.mark.skipif(not runtimes._has_bf16(), reason="needs a CPU with bf16 (avx512_bf16/AMX)")
+def test_a_runtime_off_eager_fp32_is_refused_before_any_unit_is_timed(tmp_path, monkeypatch):
+    # chains are parts of the encoder and are not checked each: the whole encoder's check comes first
+    monkeypatch.setitem(RUNTIME_TABLE["eager"].tolerance, "bf16", 1e-9)
+    with pytest.raises(RuntimeMismatch, match=r"^runtime: eager bf16 output differs from eager fp32"):
+        time_units(
+            tiny_hybrid(16),
+            64,
+            device=torch.device("cpu"),
+            precision="bf16",
+            protocol=QUICK,
+            cache=MeasurementCache(tmp_path),
+        )
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()], "nothing was timed, nothing cached"
 
 
 def test_held_out_error_comes_from_leaving_each_encoder_out():

@@ -159,7 +159,7 @@ def time_units(
                 if len(chain) == 1 and chain[0] is encoder:
                     run, _ = prepare_checked(encoder, x, runtime, precision, threads)
                 else:  # parts of the encoder, whose output is checked whole: checking each chain
-                    # again cost an eager forward per chain, a fifth of an OpenVINO calibration
+                    # again cost an eager forward per chain (12 s of a 63-s OpenVINO calibration encoder)
                     run = entry.prepare(_OneInput(torch.nn.Sequential(*chain)), x, precision, threads, None)
                     with torch.inference_mode():
                         run()  # the warm-up prepare_checked runs
