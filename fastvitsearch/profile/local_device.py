@@ -116,7 +116,7 @@ class LocalDevice:
 
     def predictor(self) -> LatencyPredictor:
         """The work-unit latency model of this device, runtime, precision and threads: calibrated
-        on first use (about a minute here), from the unit-timing cache after that."""
+        on first use (150 s in eager on the 2-core Xeon), from the unit-timing cache after that."""
         if self._predictor is None:
             from fastvitsearch.profile.latency_predictor import calibrate
 
