@@ -6,7 +6,7 @@ conv; a ViT's patch embedding and transformer blocks) with the dimensions that s
 :func:`work_units` derives the list from a spec alone, in forward order, with no torch module
 built: that is what makes a prediction take microseconds instead of the ~0.3 s a meta-device build
 costs. :func:`unit_modules` finds the same units, in the same order, in a built encoder, so the
-calibration can time each one in isolation (a test checks the two lists agree).
+calibration can time each one, as its marginal cost in a chain of copies (a test checks the two lists agree).
 
 Each unit has its ``work`` (multiply-accumulates: dense channel mixing ``P*C*C``, depthwise convs
 ``P*C*k*k``, attention's ``P*P*C``) and its ``coordinates`` (log pixels, log width, MLP ratio,
