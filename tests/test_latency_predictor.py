@@ -309,3 +309,51 @@ def test_calibration_in_an_exporting_runtime(tmp_path):
     units = [u["value"] for u in units if u["key"].get("kind") == "unit" and "unit" in u["key"]]
     assert units and all({"chain_ms", "base_ms"} <= set(u) for u in units)
     assert all(0 < u["median_ms"] < u["chain_ms"] for u in units)
+
+
+def test_unit_chains_compose_one_export_per_unit(monkeypatch):
+    """An exporting runtime's chains are composed from one export per unit (and input shape): the
+    composed graph computes what the chained modules compute, copies share their weights, and a
+    ViT block handed the patch embedding's tokens (no class token yet) gets its own export."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from fastvitsearch.profile import unit_chains
+
+    exports = []
+    write = unit_chains.write_onnx
+    monkeypatch.setattr(
+        unit_chains, "write_onnx", lambda m, x, path: exports.append(tuple(x.shape)) or write(m, x, path)
+    )
+    for spec, resolution in [(tiny_hybrid(16), 64), (TINY_VIT, 64)]:
+        encoder = build_encoder(spec, resolution, inference_mode=True, dynamic_size=False).eval()
+        modules = unit_modules(encoder.backbone, spec.kind)
+        inputs = {}
+        hooks = [
+            m.register_forward_pre_hook(lambda _m, a, i=i, store=inputs: store.__setitem__(i, a[0]))
+            for i, m in enumerate(modules)
+        ]
+        with torch.no_grad():
+            encoder.features(torch.rand(1, 3, resolution, resolution))
+        for hook in hooks:
+            hook.remove()
+        chains = unit_chains.UnitChains(modules, inputs)
+        exports.clear()
+        try:
+            for chain in ([1] * 4, [1] * 2, [0, 1], [1]):  # unit 1 keeps its input's shape
+                x = inputs[chain[0]]
+                with torch.no_grad():
+                    expected = x
+                    for i in chain:
+                        expected = modules[i](expected)
+                path = chains.chain(chain)
+                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+                assert out.shape == tuple(expected.shape)
+                assert runtimes.relative_error(out, expected) < 1e-4, (spec.name, chain)
+                if chain == [1] * 4:
+                    single = onnx.load(str(chains.chain([1])))
+                    assert len(onnx.load(str(path)).graph.initializer) == len(single.graph.initializer)
+        finally:
+            chains.close()
+        # unit 1 once, unit 0 once, and a ViT block again on the patch embedding's 16 tokens (not 17)
+        assert len(exports) == (2 if spec.kind == "hybrid" else 3), exports

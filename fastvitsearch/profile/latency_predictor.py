@@ -13,7 +13,9 @@ of an isolated RepMixer block's time in OpenVINO bf16), and graphs of one or two
 their own layouts; in eager PyTorch the sum of isolated units also ran high on that CPU. On the
 30 validation architectures (AMX Xeon, one round each) units timed alone read 17 % within
 +-10 % in OpenVINO bf16 (median +23 %) and 33-77 % in eager (+3 to +13 %); chained, 67 % and
-83 % (benchmarks/results/latency_predictor/attempts.md).
+83 % (benchmarks/results/latency_predictor/attempts.md). An exporting runtime's chains are composed
+in ONNX from one export per unit (:mod:`~fastvitsearch.profile.unit_chains`; the same graphs as
+exporting each chain, a fifth less calibration time).
 Each unit kind's cost is its work (multiply-accumulates) times its milliseconds per unit of work,
 interpolated in log space over the units' log pixels, log width, MLP ratio and flags (scipy's RBF
 interpolator with a linear trend): efficiency varies smoothly with a unit's shape where cost spans
@@ -50,6 +52,7 @@ from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.profile.latency_calibration import default_calibration
 from fastvitsearch.profile.runtimes import check_runtime, prepare_checked
 from fastvitsearch.profile.timing import TimingProtocol, device_fingerprint, measure
+from fastvitsearch.profile.unit_chains import OneInput, UnitChains
 from fastvitsearch.profile.work_units import WorkUnit, coordinates, unit_modules, work, work_units
 from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
@@ -68,18 +71,6 @@ class UnitSample:
     unit: WorkUnit
     count: int
     ms: float
-
-
-class _OneInput(torch.nn.Module):
-    """A unit seen as ``forward(x)``: exporters turn the optional arguments of a top-level forward
-    (timm's ``Block(x, attn_mask=None)``) into graph inputs and break; a unit only ever takes ``x``."""
-
-    def __init__(self, unit: torch.nn.Module) -> None:
-        super().__init__()
-        self.unit = unit
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unit(x)
 
 
 @dataclass(frozen=True)
@@ -125,6 +116,8 @@ def time_units(
         "precision": precision,
         "threads": threads,
         "protocol": dataclasses.asdict(protocol),
+        # an exporting runtime's chains are composed from one export per unit (unit_chains)
+        **({"chains": "onnx-composed"} if entry.exports else {}),
     }
     whole_key = json.dumps({"whole": spec.content_hash, "resolution": resolution})
     keys = {key: {**environment, **json.loads(key)} for key in [*first, whole_key]}
@@ -154,25 +147,38 @@ def time_units(
         for hook in hooks:
             hook.remove()
 
-        def timed(chain: list[torch.nn.Module], x: torch.Tensor) -> dict[str, Any]:
+        chains = UnitChains(modules, inputs) if entry.exports else None
+
+        def timed(chain: list[int]) -> dict[str, Any]:
+            """Units ``chain`` (indices, in order) timed on the first one's input: parts of the
+            encoder, whose output is checked whole (checking each chain again cost an eager
+            forward per chain: 12 s of a 63-s OpenVINO calibration encoder)."""
+            x = inputs[chain[0]]
             with fixed_threads(threads):
-                if len(chain) == 1 and chain[0] is encoder:
-                    run, _ = prepare_checked(encoder, x, runtime, precision, threads)
-                else:  # parts of the encoder, whose output is checked whole: checking each chain
-                    # again cost an eager forward per chain (12 s of a 63-s OpenVINO calibration encoder)
-                    run = entry.prepare(_OneInput(torch.nn.Sequential(*chain)), x, precision, threads, None)
-                    with torch.inference_mode():
-                        run()  # the warm-up prepare_checked runs
+                if chains is not None:
+                    run = entry.load(chains.chain(chain), x, precision, threads)
+                else:
+                    run = entry.prepare(
+                        OneInput(torch.nn.Sequential(*[modules[j] for j in chain])), x, precision, threads, None
+                    )
+                with torch.inference_mode():
+                    run()  # the warm-up prepare_checked runs
             return measure(run, device=device, threads=threads, protocol=protocol, warmed_up=1).to_dict()
 
-        for key in missing:
-            if key == whole_key:
-                timing = timed([encoder], images)
-            else:
-                timing = _marginal(first[key], modules, inputs, shapes, timed)
-            times[key] = timing["median_ms"]
-            if cache is not None:
-                cache.put(keys[key], timing)
+        try:
+            for key in missing:
+                if key == whole_key:
+                    with fixed_threads(threads):
+                        run, _ = prepare_checked(encoder, images, runtime, precision, threads)
+                    timing = measure(run, device=device, threads=threads, protocol=protocol, warmed_up=1).to_dict()
+                else:
+                    timing = _marginal(first[key], modules, inputs, shapes, timed)
+                times[key] = timing["median_ms"]
+                if cache is not None:
+                    cache.put(keys[key], timing)
+        finally:
+            if chains is not None:
+                chains.close()
     label = f"{spec.name}@{resolution}"
     samples = [UnitSample(units[first[key]], counts[key], times[key]) for key in first]
     return CalibrationEncoder(label, spec.kind, samples, times[whole_key])
@@ -183,21 +189,21 @@ def _marginal(
     modules: list[torch.nn.Module],
     inputs: dict[int, torch.Tensor],
     shapes: dict[int, torch.Size],
-    timed: Callable[[list[torch.nn.Module], torch.Tensor], dict[str, Any]],
+    timed: Callable[[list[int]], dict[str, Any]],
 ) -> dict[str, Any]:
     """Unit ``i``'s marginal cost inside a chain (module docstring): what a graph pays once (its
     input and output conversions) cancels in the difference. A unit that keeps its input's shape is timed as four
     copies minus two (halved): graphs of one or two copies still pick their own layouts (OpenVINO
     bf16 on AMX, a RepMixer block at 192 x 128^2: t(1), t(2), t(4) = 28.1, 45.0, 70.3 ms). Floored
     at 5 % of the subtracted chain per copy (noise can make a small difference negative).
+    ``timed`` times a chain of unit indices on the first one's input.
     Returns the chain's timing dict with ``median_ms`` replaced by the marginal."""
-    unit, x = modules[i], inputs[i]
-    if shapes[i] == x.shape:
-        chain, base, copies = timed([unit] * 4, x), timed([unit] * 2, x), 2
+    if shapes[i] == inputs[i].shape:
+        chain, base, copies = timed([i] * 4), timed([i] * 2), 2
     elif i + 1 < len(modules):
-        chain, base, copies = timed([unit, modules[i + 1]], x), timed([modules[i + 1]], inputs[i + 1]), 1
+        chain, base, copies = timed([i, i + 1]), timed([i + 1]), 1
     else:
-        chain, base, copies = timed([modules[i - 1], unit], inputs[i - 1]), timed([modules[i - 1]], inputs[i - 1]), 1
+        chain, base, copies = timed([i - 1, i]), timed([i - 1]), 1
     marginal = max((chain["median_ms"] - base["median_ms"]) / copies, 0.05 * base["median_ms"] / copies)
     return {**chain, "median_ms": marginal, "chain_ms": chain["median_ms"], "base_ms": base["median_ms"]}
 

@@ -60,7 +60,7 @@ def _has_fp16() -> bool:
     return bool({"avx512_fp16", "amx_fp16"} & cpu_flags())
 
 
-def _torch_run(module: nn.Module, images: torch.Tensor, precision: str, threads: int, export: Path | None) -> Run:
+def _torch_run(module: nn.Module, images: torch.Tensor, precision: str, threads: int) -> Run:
     import torch
 
     autocast = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else None
@@ -74,7 +74,7 @@ def _torch_run(module: nn.Module, images: torch.Tensor, precision: str, threads:
     return run
 
 
-def _channels_last(module: nn.Module, images: torch.Tensor, precision: str, threads: int, export: Path | None) -> Run:
+def _channels_last(module: nn.Module, images: torch.Tensor, precision: str, threads: int) -> Run:
     import torch
 
     return _torch_run(
@@ -82,14 +82,13 @@ def _channels_last(module: nn.Module, images: torch.Tensor, precision: str, thre
         images.contiguous(memory_format=torch.channels_last),
         precision,
         threads,
-        export,
     )
 
 
-def _compiled(module: nn.Module, images: torch.Tensor, precision: str, threads: int, export: Path | None) -> Run:
+def _compiled(module: nn.Module, images: torch.Tensor, precision: str, threads: int) -> Run:
     import torch
 
-    return _torch_run(torch.compile(module, dynamic=False), images, precision, threads, export)
+    return _torch_run(torch.compile(module, dynamic=False), images, precision, threads)
 
 
 OPSET = 17
@@ -100,13 +99,13 @@ def _onnx_file(module: nn.Module, images: torch.Tensor, export: Path | None) -> 
     """The ONNX export at ``export`` (cached there), or in a temporary folder removed once the
     runtime has loaded it (without a cache every measurement would leave a model on disk)."""
     if export is not None:
-        yield _write_onnx(module, images, export)
+        yield write_onnx(module, images, export)
         return
     with tempfile.TemporaryDirectory(prefix="fastvitsearch-") as folder:
-        yield _write_onnx(module, images, Path(folder) / "model.onnx")
+        yield write_onnx(module, images, Path(folder) / "model.onnx")
 
 
-def _write_onnx(module: nn.Module, images: torch.Tensor, path: Path) -> Path:
+def write_onnx(module: nn.Module, images: torch.Tensor, path: Path) -> Path:
     import torch
 
     if not path.exists():
@@ -127,29 +126,27 @@ def _write_onnx(module: nn.Module, images: torch.Tensor, path: Path) -> Path:
     return path
 
 
-def _onnxruntime(module: nn.Module, images: torch.Tensor, precision: str, threads: int, export: Path | None) -> Run:
+def _load_onnxruntime(path: Path, images: torch.Tensor, precision: str, threads: int) -> Run:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    with _onnx_file(module, images, export) as path:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {"images": images.cpu().numpy()}
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: images.cpu().numpy()}
     return lambda: session.run(None, feed)[0]
 
 
-def _openvino(module: nn.Module, images: torch.Tensor, precision: str, threads: int, export: Path | None) -> Run:
+def _load_openvino(path: Path, images: torch.Tensor, precision: str, threads: int) -> Run:
     import openvino as ov
 
     core = ov.Core()
     hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[precision]
-    with _onnx_file(module, images, export) as path:
-        compiled = core.compile_model(
-            core.read_model(str(path)),
-            "CPU",
-            {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1},
-        )
+    compiled = core.compile_model(
+        core.read_model(str(path)),
+        "CPU",
+        {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1},
+    )
     request = compiled.create_infer_request()
     array = images.cpu().numpy()
 
@@ -166,14 +163,30 @@ class Runtime:
     package (and pip extra) it needs."""
 
     name: str
-    prepare: Callable[[nn.Module, torch.Tensor, str, int, Path | None], Run]
+    #: a torch runtime runs the module itself: ``run_module(module, images, precision, threads)``
+    run_module: Callable[[nn.Module, torch.Tensor, str, int], Run] | None
     tolerance: dict[str, float]
     package: str = "torch"
     extra: str | None = None
-    #: runs on an exported file (cached per spec, resolution and versions)
-    exports: bool = False
+    #: an exporting runtime loads an ONNX file (:func:`write_onnx`; cached per spec, resolution and
+    #: versions) into a zero-argument run: ``load(path, images, precision, threads)``
+    load: Callable[[Path, torch.Tensor, str, int], Run] | None = None
     #: takes the thread count in its session (torch runtimes use the protocol's fixed_threads)
     own_threads: bool = False
+
+    @property
+    def exports(self) -> bool:
+        return self.load is not None
+
+    def prepare(
+        self, module: nn.Module, images: torch.Tensor, precision: str, threads: int, export: Path | None
+    ) -> Run:
+        """``module`` on ``images`` as a zero-argument run: an exporting runtime exports it to ONNX
+        first (to ``export``, cached there; else to a temporary file removed once loaded)."""
+        if self.load is None:
+            return self.run_module(module, images, precision, threads)
+        with _onnx_file(module, images, export) as path:
+            return self.load(path, images, precision, threads)
 
     def version(self) -> str:
         return str(importlib.import_module(self.package).__version__)
@@ -204,14 +217,16 @@ RUNTIME_TABLE: dict[str, Runtime] = {
         Runtime("eager", _torch_run, {"fp32": 0.0, "bf16": 5e-2, "fp16": 1e-2}),
         Runtime("channels_last", _channels_last, {"fp32": 1e-4, "bf16": 5e-2}),
         Runtime("compile", _compiled, {"fp32": 1e-3, "bf16": 5e-2}),
-        Runtime("onnxruntime", _onnxruntime, {"fp32": 1e-4}, "onnxruntime", "runtimes", exports=True, own_threads=True),
+        Runtime(
+            "onnxruntime", None, {"fp32": 1e-4}, "onnxruntime", "runtimes", load=_load_onnxruntime, own_threads=True
+        ),
         Runtime(
             "openvino",
-            _openvino,
+            None,
             {"fp32": 1e-4, "bf16": 5e-2, "fp16": 1e-2},
             "openvino",
             "runtimes",
-            exports=True,
+            load=_load_openvino,
             own_threads=True,
         ),
     )

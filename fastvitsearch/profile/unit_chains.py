@@ -1,0 +1,139 @@
+"""ONNX graphs of unit chains for an exporting runtime, each unit exported once.
+
+Why: the latency calibration times a unit as its marginal cost in a chain (four copies minus two,
+or the unit and its successor minus the successor: :mod:`~fastvitsearch.profile.latency_predictor`),
+and an exporting runtime (ONNX Runtime, OpenVINO) timed each chain from its own TorchScript export:
+six traced copies for a unit that keeps its shape. The export was 166 s of a 375-s OpenVINO bf16
+calibration on the AMX Xeon (cProfile, 2026-12-07; tracing, ONNX shape inference, graph passes). Here a unit is exported
+once and a chain is composed from copies of its graph, the copies sharing its weights as the
+chained module does in PyTorch: the composed graphs have the exported chains' operators (but for
+Identity nodes) and weights (checked on every chain of cal_w64_a3_m4@512), and the OpenVINO
+bf16 calibration took 246 s instead of 309 s, the two interleaved per encoder in one run
+(benchmarks/results/latency_predictor/attempts.md, amx-9).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from fastvitsearch.profile.runtimes import write_onnx
+
+if TYPE_CHECKING:  # onnx comes with the runtimes extra: only an exporting runtime composes chains
+    import onnx
+
+
+class OneInput(torch.nn.Module):
+    """A unit seen as ``forward(x)``: exporters turn the optional arguments of a top-level forward
+    (timm's ``Block(x, attn_mask=None)``) into graph inputs and break; a unit only ever takes ``x``."""
+
+    def __init__(self, unit: torch.nn.Module) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unit(x)
+
+
+class UnitChains:
+    """Chains of one encoder's units as ONNX files in a temporary folder (removed by :meth:`close`).
+
+    A unit is exported once per input shape it is handed: in a chain a ViT block may follow the
+    patch embedding directly, on the tokens without the class token."""
+
+    def __init__(self, modules: Sequence[torch.nn.Module], inputs: dict[int, torch.Tensor]) -> None:
+        self.modules = modules
+        self.inputs = inputs
+        self._folder = tempfile.TemporaryDirectory(prefix="fastvitsearch-chains-")
+        #: (unit index, input shape) -> its graph and its eager output on that input
+        self._units: dict[tuple[int, tuple[int, ...]], tuple[onnx.ModelProto, torch.Tensor]] = {}
+
+    def unit(self, i: int, x: torch.Tensor) -> tuple[onnx.ModelProto, torch.Tensor]:
+        """Unit ``i`` exported on ``x`` (once per input shape) and its output there."""
+        import onnx
+
+        key = (i, tuple(x.shape))
+        if key not in self._units:
+            path = Path(self._folder.name) / f"unit{i}_{'x'.join(map(str, x.shape))}.onnx"
+            write_onnx(OneInput(self.modules[i]), x, path)
+            with torch.no_grad():  # not inference_mode: the output may be the next export's input
+                self._units[key] = onnx.load(str(path)), self.modules[i](x)
+        return self._units[key]
+
+    def chain(self, indices: Sequence[int]) -> Path:
+        """The units ``indices`` in order as one graph on the first one's forward-pass input, saved
+        to a file."""
+        import onnx
+
+        x, graphs = self.inputs[indices[0]], []
+        for i in indices:
+            key = (i, tuple(x.shape))
+            graph, x = self.unit(i, x)
+            graphs.append((list(self._units).index(key), graph))
+        path = Path(self._folder.name) / f"chain_{'_'.join(map(str, indices))}.onnx"
+        onnx.save(compose_chain(graphs), str(path))
+        return path
+
+    def close(self) -> None:
+        self._folder.cleanup()
+
+
+def compose_chain(graphs: Sequence[tuple[int, onnx.ModelProto]]) -> onnx.ModelProto:
+    """One graph running ``graphs`` in order, each one's output the next one's input.
+
+    Each graph comes with an id: copies of one id share its weights (one initializer each), as the
+    same module chained in PyTorch does, so a chain of four large units (e.g. attention at width
+    2048, 200 MB of fp32 weights) is written and read once, not four times. Edges and nodes are
+    prefixed per copy. Written here, not with ``onnx.compose.merge_models``: that copies every
+    initializer and runs the checker on each merge (8 s of a 30-s calibration encoder here)."""
+    import onnx
+    from onnx import helper
+
+    nodes: list[onnx.NodeProto] = []
+    initializers: dict[str, onnx.TensorProto] = {}
+    handed = "images"  # the edge the next copy reads
+    for k, (uid, model) in enumerate(graphs):
+        graph = model.graph
+        weights = {t.name for t in graph.initializer}
+        for tensor in graph.initializer:
+            if f"w{uid}_{tensor.name}" not in initializers:
+                shared = onnx.TensorProto()
+                shared.CopyFrom(tensor)
+                shared.name = f"w{uid}_{tensor.name}"
+                initializers[shared.name] = shared
+        source = graph.input[0].name
+
+        def edge(
+            name: str,
+            k: int = k,
+            uid: int = uid,
+            weights: set[str] = weights,
+            source: str = source,
+            handed: str = handed,
+        ) -> str:
+            if not name:  # an omitted optional input
+                return name
+            if name == source:
+                return handed
+            return f"w{uid}_{name}" if name in weights else f"c{k}_{name}"
+
+        for node in graph.node:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.name = f"c{k}_{node.name}"
+            copy.input[:] = [edge(name) for name in node.input]
+            copy.output[:] = [edge(name) for name in node.output]
+            nodes.append(copy)
+        handed = edge(graph.output[0].name)
+    first, last = graphs[0][1].graph, graphs[-1][1].graph
+    output = onnx.ValueInfoProto()
+    output.CopyFrom(last.output[0])
+    output.name = handed
+    merged = helper.make_graph(nodes, "chain", [first.input[0]], [output], list(initializers.values()))
+    model = helper.make_model(merged, opset_imports=graphs[0][1].opset_import)
+    model.ir_version = graphs[0][1].ir_version
+    return model
