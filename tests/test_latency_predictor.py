@@ -353,6 +353,9 @@ def test_unit_chains_compose_one_export_per_unit(monkeypatch):
                 if chain == [1] * 4:
                     single = onnx.load(str(chains.chain([1])))
                     assert len(onnx.load(str(path)).graph.initializer) == len(single.graph.initializer)
+                    # and they stay in the unit's weights file, written once
+                    stubs = onnx.load(str(path), load_external_data=False).graph.initializer
+                    assert all(t.data_location == onnx.TensorProto.EXTERNAL for t in stubs)
         finally:
             chains.close()
         # unit 1 once, unit 0 once, and a ViT block again on the patch embedding's 16 tokens (not 17)

@@ -8,8 +8,8 @@ calibration on the AMX Xeon (cProfile, 2026-12-07; tracing, ONNX shape inference
 once and a chain is composed from copies of its graph, the copies sharing its weights as the
 chained module does in PyTorch: the composed graphs have the exported chains' operators (but for
 Identity nodes) and weights (checked on every chain of cal_w64_a3_m4@512), and the OpenVINO
-bf16 calibration took 246 s instead of 309 s, the two interleaved per encoder in one run
-(benchmarks/results/latency_predictor/attempts.md, amx-9).
+bf16 calibration took 228 s instead of 317 s, the two interleaved per encoder in one run
+(benchmarks/results/latency_predictor/attempts.md, amx-10).
 """
 
 from __future__ import annotations
@@ -55,13 +55,19 @@ class UnitChains:
     def unit(self, i: int, x: torch.Tensor) -> tuple[onnx.ModelProto, torch.Tensor]:
         """Unit ``i`` exported on ``x`` (once per input shape) and its output there."""
         import onnx
+        from onnx.external_data_helper import convert_model_to_external_data
 
         key = (i, tuple(x.shape))
         if key not in self._units:
-            path = Path(self._folder.name) / f"unit{i}_{'x'.join(map(str, x.shape))}.onnx"
-            write_onnx(OneInput(self.modules[i]), x, path)
+            name = f"unit{i}_{'x'.join(map(str, x.shape))}"
+            path = write_onnx(OneInput(self.modules[i]), x, Path(self._folder.name) / f"{name}.onnx")
+            # the weights go to a file of their own, written once: every chain's graph refers to it
+            # (copying them into each chain was 36 s of a 277-s OpenVINO bf16 calibration)
+            model = onnx.load(str(path))
+            convert_model_to_external_data(model, location=f"{name}.weights", size_threshold=0)
+            onnx.save(model, str(path))
             with torch.no_grad():  # not inference_mode: the output may be the next export's input
-                self._units[key] = onnx.load(str(path)), self.modules[i](x)
+                self._units[key] = onnx.load(str(path), load_external_data=False), self.modules[i](x)
         return self._units[key]
 
     def chain(self, indices: Sequence[int]) -> Path:
@@ -86,10 +92,11 @@ def compose_chain(graphs: Sequence[tuple[int, onnx.ModelProto]]) -> onnx.ModelPr
     """One graph running ``graphs`` in order, each one's output the next one's input.
 
     Each graph comes with an id: copies of one id share its weights (one initializer each), as the
-    same module chained in PyTorch does, so a chain of four large units (e.g. attention at width
-    2048, 200 MB of fp32 weights) is written and read once, not four times. Edges and nodes are
-    prefixed per copy. Written here, not with ``onnx.compose.merge_models``: that copies every
-    initializer and runs the checker on each merge (8 s of a 30-s calibration encoder here)."""
+    same module chained in PyTorch does. The weights stay where they are (a unit's graph refers to
+    its weights file): a chain of four large units (e.g. attention at width 2048, 200 MB of fp32
+    weights) is a small graph. Edges and nodes are prefixed per copy. Written here, not with
+    ``onnx.compose.merge_models``: that copies every initializer and runs the checker on each merge
+    (8 s of a 30-s calibration encoder here)."""
     import onnx
     from onnx import helper
 
