@@ -3,13 +3,13 @@
 Why: the latency calibration times a unit as its marginal cost in a chain (four copies minus two,
 or the unit and its successor minus the successor: :mod:`~fastvitsearch.profile.latency_predictor`),
 and an exporting runtime (ONNX Runtime, OpenVINO) timed each chain from its own TorchScript export:
-six traced copies for a unit that keeps its shape. The export was 166 s of a 375-s OpenVINO bf16
-calibration on the AMX Xeon (cProfile, 2026-12-07; tracing, ONNX shape inference, graph passes). Here a unit is exported
-once and a chain is composed from copies of its graph, the copies sharing its weights as the
-chained module does in PyTorch: the composed graphs have the exported chains' operators (but for
-Identity nodes) and weights (checked on every chain of cal_w64_a3_m4@512), and the OpenVINO
-bf16 calibration took 228 s instead of 317 s, the two interleaved per encoder in one run
-(benchmarks/results/latency_predictor/attempts.md, amx-10).
+six traced copies for a unit that keeps its shape. The export was 166 s of a 375-s OpenVINO
+bf16 calibration on the AMX Xeon (cProfile, 2026-12-07: tracing, ONNX shape inference, graph
+passes). Here a unit is exported once and a chain is composed from copies of its graph, the copies
+sharing its weights as the chained module does in PyTorch: the composed graphs have the exported
+chains' operators (but for Identity nodes) and weights (checked on every chain of
+cal_w64_a3_m4@512), and the OpenVINO bf16 calibration took 228 s instead of 317 s, the two
+interleaved per encoder in one run (benchmarks/results/latency_predictor/attempts.md, amx-10).
 """
 
 from __future__ import annotations
