@@ -49,11 +49,11 @@ class UnitChains:
         self.modules = modules
         self.inputs = inputs
         self._folder = tempfile.TemporaryDirectory(prefix="fastvitsearch-chains-")
-        #: (unit index, input shape) -> its graph and its eager output on that input
-        self._units: dict[tuple[int, tuple[int, ...]], tuple[onnx.ModelProto, torch.Tensor]] = {}
+        #: (unit index, input shape) -> its name, its graph and its eager output on that input
+        self._units: dict[tuple[int, tuple[int, ...]], tuple[str, onnx.ModelProto, torch.Tensor]] = {}
 
-    def unit(self, i: int, x: torch.Tensor) -> tuple[onnx.ModelProto, torch.Tensor]:
-        """Unit ``i`` exported on ``x`` (once per input shape) and its output there."""
+    def unit(self, i: int, x: torch.Tensor) -> tuple[str, onnx.ModelProto, torch.Tensor]:
+        """Unit ``i`` exported on ``x`` (once per input shape): its name, graph and output there."""
         import onnx
         from onnx.external_data_helper import convert_model_to_external_data
 
@@ -67,7 +67,7 @@ class UnitChains:
             convert_model_to_external_data(model, location=f"{name}.weights", size_threshold=0)
             onnx.save(model, str(path))
             with torch.no_grad():  # not inference_mode: the output may be the next export's input
-                self._units[key] = onnx.load(str(path), load_external_data=False), self.modules[i](x)
+                self._units[key] = name, onnx.load(str(path), load_external_data=False), self.modules[i](x)
         return self._units[key]
 
     def chain(self, indices: Sequence[int]) -> Path:
@@ -77,9 +77,8 @@ class UnitChains:
 
         x, graphs = self.inputs[indices[0]], []
         for i in indices:
-            key = (i, tuple(x.shape))
-            graph, x = self.unit(i, x)
-            graphs.append((list(self._units).index(key), graph))
+            name, graph, x = self.unit(i, x)
+            graphs.append((name, graph))
         path = Path(self._folder.name) / f"chain_{'_'.join(map(str, indices))}.onnx"
         onnx.save(compose_chain(graphs), str(path))
         return path
@@ -88,10 +87,10 @@ class UnitChains:
         self._folder.cleanup()
 
 
-def compose_chain(graphs: Sequence[tuple[int, onnx.ModelProto]]) -> onnx.ModelProto:
+def compose_chain(graphs: Sequence[tuple[str, onnx.ModelProto]]) -> onnx.ModelProto:
     """One graph running ``graphs`` in order, each one's output the next one's input.
 
-    Each graph comes with an id: copies of one id share its weights (one initializer each), as the
+    Each graph comes with a name: copies of one name share its weights (one initializer each), as the
     same module chained in PyTorch does. The weights stay where they are (a unit's graph refers to
     its weights file): a chain of four large units (e.g. attention at width 2048, 200 MB of fp32
     weights) is a small graph. Edges and nodes are prefixed per copy. Written here, not with
@@ -103,21 +102,21 @@ def compose_chain(graphs: Sequence[tuple[int, onnx.ModelProto]]) -> onnx.ModelPr
     nodes: list[onnx.NodeProto] = []
     initializers: dict[str, onnx.TensorProto] = {}
     handed = "images"  # the edge the next copy reads
-    for k, (uid, model) in enumerate(graphs):
+    for k, (unit, model) in enumerate(graphs):
         graph = model.graph
         weights = {t.name for t in graph.initializer}
         for tensor in graph.initializer:
-            if f"w{uid}_{tensor.name}" not in initializers:
+            if f"{unit}/{tensor.name}" not in initializers:
                 shared = onnx.TensorProto()
                 shared.CopyFrom(tensor)
-                shared.name = f"w{uid}_{tensor.name}"
+                shared.name = f"{unit}/{tensor.name}"
                 initializers[shared.name] = shared
         source = graph.input[0].name
 
         def edge(
             name: str,
             k: int = k,
-            uid: int = uid,
+            unit: str = unit,
             weights: set[str] = weights,
             source: str = source,
             handed: str = handed,
@@ -126,7 +125,7 @@ def compose_chain(graphs: Sequence[tuple[int, onnx.ModelProto]]) -> onnx.ModelPr
                 return name
             if name == source:
                 return handed
-            return f"w{uid}_{name}" if name in weights else f"c{k}_{name}"
+            return f"{unit}/{name}" if name in weights else f"c{k}_{name}"
 
         for node in graph.node:
             copy = onnx.NodeProto()
