@@ -295,13 +295,15 @@ def test_front_screen_rule(tmp_path):
     assert screen(candidate(260.0, 65.0)) is None  # more accurate: on the front whatever its TTFT
 
 
-def test_calibration_in_an_exporting_runtime(tmp_path):
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_calibration_in_an_exporting_runtime(tmp_path, runtime):
     """Units are exported and timed in the device's runtime (their captured inputs must be
-    traceable: not inference-mode tensors), and the model is named for it."""
-    pytest.importorskip("onnxruntime")
+    traceable: not inference-mode tensors; the composed chains' weights are read from each unit's
+    file), and the model is named for it."""
+    pytest.importorskip(runtime)
     specs = [TINY_CALIBRATION[0], TINY_CALIBRATION[3]]  # a hybrid and a ViT
-    predictor = calibrate(specs, runtime="onnxruntime", protocol=QUICK, cache=MeasurementCache(tmp_path))
-    assert predictor.name == "latency-model@cpu/onnxruntime"
+    predictor = calibrate(specs, runtime=runtime, protocol=QUICK, cache=MeasurementCache(tmp_path))
+    assert predictor.name == f"latency-model@cpu/{runtime}"
     assert predictor.estimate(tiny_hybrid(24), 96).value > 0 and predictor.estimate(TINY_VIT, 96).value > 0
     # a compiled graph converts its input and output once per graph: a unit's cost is its marginal
     # cost in a chain, recorded beside the chain and the chain it subtracts
