@@ -362,3 +362,27 @@ def test_unit_chains_compose_one_export_per_unit(monkeypatch):
             chains.close()
         # unit 1 once, unit 0 once, and a ViT block again on the patch embedding's 16 tokens (not 17)
         assert len(exports) == (2 if spec.kind == "hybrid" else 3), exports
+
+
+def test_a_unit_graph_with_control_flow_is_refused():
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from fastvitsearch.profile.unit_chains import compose_chain
+
+    branch = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["y"])],
+        "b",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    node = helper.make_node("If", ["cond"], ["features"], then_branch=branch, else_branch=branch)
+    graph = helper.make_graph(
+        [node],
+        "unit",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1])],
+        [helper.make_tensor("cond", TensorProto.BOOL, [], [True])],
+    )
+    with pytest.raises(ValueError, match="control flow"):
+        compose_chain([("unit0", helper.make_model(graph))])

@@ -128,6 +128,11 @@ def compose_chain(graphs: Sequence[tuple[str, onnx.ModelProto]]) -> onnx.ModelPr
             return f"{unit}/{name}" if name in weights else f"c{k}_{name}"
 
         for node in graph.node:
+            if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+                # a subgraph reads outer edges by name, which the prefixes would break
+                raise ValueError(
+                    f"unit graph {unit!r} has control flow ({node.op_type}): its chains cannot be composed"
+                )
             copy = onnx.NodeProto()
             copy.CopyFrom(node)
             copy.name = f"c{k}_{node.name}"
