@@ -5,8 +5,10 @@ pays), then draws random architectures from the arch_search space (``conf/space/
 stages, base width, depth scale, first attention stage, MLP ratio, resolution 256-1024), adds
 the paper's three encoders at their headline resolutions, measures each whole encoder with the
 sweep's timing protocol (``conf/config.yaml``'s ``device.timing``, cached like a sweep's) and
-predicts it. Reports the share within +-10 %, MAPE, Spearman rho and the prediction time per spec;
-writes a table, a figure and a README in one folder per machine and runtime
+predicts it. Reports the share within +-10 %, MAPE, Spearman rho and the prediction time per spec,
+and beside every round the host's matrix rate before and after it (rounds on a host whose speed
+moved over 20 % are marked unsteady); writes a table, a figure and a README in one folder per
+machine and runtime
 (``results/latency_predictor/<cpu>_<runtime>[_<precision>]``, or ``--out``).
 
     python benchmarks/latency_predictor.py [--archs 30] [--rounds 3] [--seed 0] [--threads 1]
@@ -40,9 +42,32 @@ from fastvitsearch.profile.measure import measure_encoder  # noqa: E402
 from fastvitsearch.profile.runtimes import RuntimeMismatch  # noqa: E402
 from fastvitsearch.profile.timing import TimingProtocol, cpu_model, cpu_slug, versions  # noqa: E402
 from fastvitsearch.space import CONF_DIR, hybrid_from_knobs  # noqa: E402
+from fastvitsearch.torch_threads import fixed_threads  # noqa: E402
 
 PAPER_POINTS = (("fastvithd", 1024), ("fastvit", 768), ("vit_l14", 336))
 OUT = Path(__file__).parent / "results" / "latency_predictor"
+#: a round whose host moved more than this (fastest / slowest window of the matrix rate) is flagged
+UNSTEADY = 1.2
+
+
+def matrix_rate(precision: str, threads: int, seconds: float = 10.0, window: float = 1.0) -> list[float]:
+    """GMAC/s of 1024^3 matrix products at the round's precision, in consecutive windows: the
+    host's speed around a round, recorded beside it. This VM's speed has moved 2.5x within seconds
+    while nothing else ran in it (attempts.md, 2026-12-06/07), and a +-10 % validation on such a
+    host measures the host: the record tells a missed target from a moving machine."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    a = torch.randn(1024, 1024, dtype=dtype)
+    rates = []
+    with fixed_threads(threads), torch.inference_mode():
+        a @ a
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            start, products = time.perf_counter(), 0
+            while time.perf_counter() - start < window:
+                a @ a
+                products += 1
+            rates.append(products * 1024**3 / (time.perf_counter() - start) / 1e9)
+    return rates
 
 
 def random_architectures(count: int, seed: int) -> list[tuple[str, object, int]]:
@@ -87,6 +112,7 @@ def main() -> None:
     refused: dict[int, str] = {}
     rounds = []
     for round_ in range(args.rounds):
+        host = matrix_rate(args.precision, args.threads)
         with tempfile.TemporaryDirectory() as empty:  # from scratch every round: its real cost
             predictor = calibrate(
                 device=device,
@@ -125,6 +151,13 @@ def main() -> None:
             print(f"{name:34s}@{resolution:4d} measured {value:8.1f} predicted {guess:8.1f} ({guess / value - 1:+.1%})")
         kept = {i: v for i, v in enumerate(points) if i not in refused}
         rounds[-1].update(summarize(_rows(kept, measured, predicted, predict_ms, only=round_))["random"])
+        host += matrix_rate(args.precision, args.threads)
+        rounds[-1]["host_gmacs"] = (min(host), statistics.median(host), max(host))
+        if max(host) > UNSTEADY * min(host):
+            print(
+                f"round {round_}: the host's {args.precision} matrix rate moved {min(host):.0f}-{max(host):.0f} GMAC/s "
+                "(before and after the round, 1-s windows): a +-10 % result here measures the host"
+            )
 
     kept = {i: v for i, v in enumerate(points) if i not in refused}
     rows = _rows(kept, measured, predicted, predict_ms)
@@ -249,11 +282,15 @@ def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[
         "Every round calibrates from an empty cache and measures every point again (this VM's speed drifts by",
         "up to +-15 % between minutes, so one round's calibration and measurements share their conditions):",
         "",
-        "| round | calibration s | LOEO MAPE | random archs within +-10 % | MAPE | Spearman |",
-        "|---|---|---|---|---|---|",
+        f"Host: {args.precision} matrix rate on {args.threads} thread(s), 1024^3 products in 1-s windows for 10 s "
+        f"before and after each round (min / median / max GMAC/s); a round whose fastest window ran over "
+        f"{UNSTEADY}x its slowest is marked *unsteady*: its +-10 % result measures the host as much as the model.",
+        "",
+        "| round | calibration s | LOEO MAPE | random archs within +-10 % | MAPE | Spearman | host GMAC/s |",
+        "|---|---|---|---|---|---|---|",
         *(
             f"| {i} | {r['calibration_s']:.0f} | {r['held_out']:.1%} | {r['within_10pct']:.0%} | "
-            f"{r['mape_pct']:.1f} % | {r['spearman']:.3f} |"
+            f"{r['mape_pct']:.1f} % | {r['spearman']:.3f} | {_host(r['host_gmacs'])} |"
             for i, r in enumerate(rounds)
         ),
         "",
@@ -271,6 +308,11 @@ def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[
         lines += ["", "Refused by the runtime's numerics check (not timed, not in the statistics):", ""]
         lines += [f"- {name}@{resolution}: {why}" for (_, name, _, resolution), why in refused.items()]
     (args.out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def _host(rates: tuple[float, float, float]) -> str:
+    low, median, high = rates
+    return f"{low:.0f} / {median:.0f} / {high:.0f}" + (" *unsteady*" if high > UNSTEADY * low else "")
 
 
 if __name__ == "__main__":
