@@ -279,8 +279,9 @@ def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[
         "",
         "![measured vs predicted](measured_vs_predicted.png)",
         "",
-        "Every round calibrates from an empty cache and measures every point again (this VM's speed drifts by",
-        "up to +-15 % between minutes, so one round's calibration and measurements share their conditions):",
+        "Every round calibrates from an empty cache and measures every point again (this VM's speed drifts",
+        "between minutes, by 15-25 % on a steady day and 2.5x on others, so one round's calibration and",
+        "measurements share their conditions):",
         "",
         f"Host: {args.precision} matrix rate on {args.threads} thread(s), 1024^3 products in 1-s windows for 10 s "
         f"before and after each round (min / median / max GMAC/s); a round whose fastest window ran over "
