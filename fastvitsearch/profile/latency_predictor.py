@@ -15,7 +15,7 @@ their own layouts; in eager PyTorch the sum of isolated units also ran high on t
 +-10 % in OpenVINO bf16 (median +23 %) and 33-77 % in eager (+3 to +13 %); chained, 67 % and
 83 % (benchmarks/results/latency_predictor/attempts.md). An exporting runtime's chains are composed
 in ONNX from one export per unit (:mod:`~fastvitsearch.profile.unit_chains`; the same graphs as
-exporting each chain, 28 % less calibration time).
+exporting each chain; an OpenVINO bf16 calibration 28 % shorter on the AMX Xeon, attempts.md amx-10).
 Each unit kind's cost is its work (multiply-accumulates) times its milliseconds per unit of work,
 interpolated in log space over the units' log pixels, log width, MLP ratio and flags (scipy's RBF
 interpolator with a linear trend): efficiency varies smoothly with a unit's shape where cost spans

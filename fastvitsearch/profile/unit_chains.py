@@ -62,7 +62,8 @@ class UnitChains:
             name = f"unit{i}_{'x'.join(map(str, x.shape))}"
             path = write_onnx(OneInput(self.modules[i]), x, Path(self._folder.name) / f"{name}.onnx")
             # the weights go to a file of their own, written once: every chain's graph refers to it
-            # (copying them into each chain was 36 s of a 277-s OpenVINO bf16 calibration)
+            # (copying them into each chain was 36 s of a 277-s OpenVINO bf16 calibration: cProfile,
+            # AMX Xeon, 2026-12-07; attempts.md amx-9)
             model = onnx.load(str(path))
             convert_model_to_external_data(model, location=f"{name}.weights", size_threshold=0)
             onnx.save(model, str(path))
@@ -95,7 +96,7 @@ def compose_chain(graphs: Sequence[tuple[str, onnx.ModelProto]]) -> onnx.ModelPr
     its weights file): a chain of four large units (e.g. attention at width 2048, 200 MB of fp32
     weights) is a small graph. Edges and nodes are prefixed per copy. Written here, not with
     ``onnx.compose.merge_models``: that copies every initializer and runs the checker on each merge
-    (8 s of a 30-s calibration encoder here)."""
+    (8 s of 30 for cal_w64_a3_m4@512 in OpenVINO bf16: cProfile, AMX Xeon, 2026-12-07)."""
     import onnx
     from onnx import helper
 
@@ -104,29 +105,16 @@ def compose_chain(graphs: Sequence[tuple[str, onnx.ModelProto]]) -> onnx.ModelPr
     handed = "images"  # the edge the next copy reads
     for k, (unit, model) in enumerate(graphs):
         graph = model.graph
-        weights = {t.name for t in graph.initializer}
+        # this copy's edges: its input is the previous copy's output, its weights are the unit's
+        # (shared by every copy of it), everything else is prefixed per copy; "" is an omitted input
+        renamed = {"": "", graph.input[0].name: handed}
         for tensor in graph.initializer:
-            if f"{unit}/{tensor.name}" not in initializers:
+            renamed[tensor.name] = f"{unit}/{tensor.name}"
+            if renamed[tensor.name] not in initializers:
                 shared = onnx.TensorProto()
                 shared.CopyFrom(tensor)
-                shared.name = f"{unit}/{tensor.name}"
+                shared.name = renamed[tensor.name]
                 initializers[shared.name] = shared
-        source = graph.input[0].name
-
-        def edge(
-            name: str,
-            k: int = k,
-            unit: str = unit,
-            weights: set[str] = weights,
-            source: str = source,
-            handed: str = handed,
-        ) -> str:
-            if not name:  # an omitted optional input
-                return name
-            if name == source:
-                return handed
-            return f"{unit}/{name}" if name in weights else f"c{k}_{name}"
-
         for node in graph.node:
             if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
                 # a subgraph reads outer edges by name, which the prefixes would break
@@ -136,10 +124,10 @@ def compose_chain(graphs: Sequence[tuple[str, onnx.ModelProto]]) -> onnx.ModelPr
             copy = onnx.NodeProto()
             copy.CopyFrom(node)
             copy.name = f"c{k}_{node.name}"
-            copy.input[:] = [edge(name) for name in node.input]
-            copy.output[:] = [edge(name) for name in node.output]
+            copy.input[:] = [renamed.get(name, f"c{k}_{name}") for name in node.input]
+            copy.output[:] = [renamed.get(name, f"c{k}_{name}") for name in node.output]
             nodes.append(copy)
-        handed = edge(graph.output[0].name)
+        handed = renamed.get(graph.output[0].name, f"c{k}_{graph.output[0].name}")
     first, last = graphs[0][1].graph, graphs[-1][1].graph
     output = onnx.ValueInfoProto()
     output.CopyFrom(last.output[0])
