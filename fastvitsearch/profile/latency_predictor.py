@@ -15,7 +15,9 @@ their own layouts; in eager PyTorch the sum of isolated units also ran high on t
 +-10 % in OpenVINO bf16 (median +23 %) and 33-77 % in eager (+3 to +13 %); chained, 67 % and
 83 % (benchmarks/results/latency_predictor/attempts.md). An exporting runtime's chains are composed
 in ONNX from one export per unit (:mod:`~fastvitsearch.profile.unit_chains`; the same graphs as
-exporting each chain; an OpenVINO bf16 calibration 28 % shorter on the AMX Xeon, attempts.md amx-10).
+exporting each chain; an OpenVINO bf16 calibration 28 % shorter on the AMX Xeon, attempts.md amx-10),
+and so is a hybrid's whole encoder; an encoder's graphs are all compiled, two at a time, before any
+of them is timed (attempts.md amx-13).
 Each unit kind's cost is its work (multiply-accumulates) times its milliseconds per unit of work,
 interpolated in log space over the units' log pixels, log width, MLP ratio and flags (scipy's RBF
 interpolator with a linear trend): efficiency varies smoothly with a unit's shape where cost spans
@@ -35,10 +37,13 @@ random architectures of the search space, whole encoders timed by the sweep's pr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,13 +52,20 @@ import torch
 from scipy.interpolate import RBFInterpolator
 from scipy.optimize import nnls
 
-from fastvitsearch.build import build_encoder
+from fastvitsearch.build import BUILDERS, VisualEncoder, build_encoder
 from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.profile.latency_calibration import default_calibration
-from fastvitsearch.profile.runtimes import check_runtime, prepare_checked
+from fastvitsearch.profile.runtimes import Run, Runtime, check_output, check_runtime, prepare_checked
 from fastvitsearch.profile.timing import TimingProtocol, device_fingerprint, measure
 from fastvitsearch.profile.unit_chains import OneInput, UnitChains
-from fastvitsearch.profile.work_units import WorkUnit, coordinates, unit_modules, work, work_units
+from fastvitsearch.profile.work_units import (
+    UNITS_ARE_FORWARD,
+    WorkUnit,
+    coordinates,
+    unit_modules,
+    work,
+    work_units,
+)
 from fastvitsearch.record import Sourced
 from fastvitsearch.spec import EncoderSpec, SpecError
 from fastvitsearch.torch_threads import fixed_threads
@@ -82,6 +94,18 @@ class CalibrationEncoder:
     kind: str
     units: list[UnitSample]
     whole_ms: float
+
+
+class Readout(torch.nn.Module):
+    """An encoder's tokens from its backbone's last feature map (a hybrid flattens and transposes):
+    after :func:`~fastvitsearch.profile.work_units.unit_modules`, the rest of the forward pass."""
+
+    def __init__(self, encoder: VisualEncoder) -> None:
+        super().__init__()
+        self.read = functools.partial(BUILDERS[encoder.spec.kind].tokens, encoder.spec, encoder.backbone)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.read(x)
 
 
 def time_units(
@@ -119,7 +143,11 @@ def time_units(
         # an exporting runtime's chains are composed from one export per unit (unit_chains)
         **({"chains": "onnx-composed"} if entry.exports else {}),
     }
-    whole_key = json.dumps({"whole": spec.content_hash, "resolution": resolution})
+    # an exporting runtime composes a hybrid's whole graph from its unit exports (UNITS_ARE_FORWARD)
+    composed = entry.exports and spec.kind in UNITS_ARE_FORWARD
+    whole_key = json.dumps(
+        {"whole": spec.content_hash, "resolution": resolution, **({"graph": "units-composed"} if composed else {})}
+    )
     keys = {key: {**environment, **json.loads(key)} for key in [*first, whole_key]}
     times: dict[str, float] = {}
     if cache is not None and not force:
@@ -130,52 +158,74 @@ def time_units(
     missing = [key for key in [whole_key, *first] if key not in times]
     if missing:
         torch.manual_seed(0)
-        encoder = build_encoder(spec, resolution, inference_mode=True, dynamic_size=False).eval().to(device)
+        # weights as the sweep's measurements build them (random_weights: timm's truncated-normal
+        # init was 7 of 190 s of an OpenVINO bf16 calibration, cProfile, AMX Xeon, 2026-12-07)
+        encoder = build_encoder(
+            spec, resolution, inference_mode=True, dynamic_size=False, device=device, weights="tiled"
+        ).eval()
         modules = unit_modules(encoder.backbone, spec.kind)
         inputs: dict[int, torch.Tensor] = {}
-        shapes: dict[int, torch.Size] = {}
+        outputs: dict[int, torch.Tensor] = {}
         hooks = [
             m.register_forward_pre_hook(lambda _m, args, i=i: inputs.__setitem__(i, args[0]))
             for i, m in enumerate(modules)
         ] + [
-            m.register_forward_hook(lambda _m, _a, out, i=i: shapes.__setitem__(i, out.shape))
-            for i, m in enumerate(modules)
+            m.register_forward_hook(lambda _m, _a, out, i=i: outputs.__setitem__(i, out)) for i, m in enumerate(modules)
         ]
         images = torch.rand(1, 3, resolution, resolution, device=device)
         with torch.no_grad():  # not inference_mode: an exporting runtime traces units on these inputs
-            encoder.features(images)
+            reference = encoder.features(images)  # the whole encoder's check compares with it
         for hook in hooks:
             hook.remove()
+        shapes = {i: out.shape for i, out in outputs.items()}
 
-        chains = UnitChains(modules, inputs) if entry.exports else None
+        # the read-out after the last unit is one more "unit" of the chains: a composed whole graph ends with it
+        n = len(modules)
+        chains = (
+            UnitChains([*modules, Readout(encoder)], {**inputs, n: outputs[n - 1]}, {**outputs, n: reference})
+            if entry.exports
+            else None
+        )
 
-        def timed(chain: list[int]) -> dict[str, Any]:
+        plans = {key: _marginal_chains(first[key], n, inputs, shapes) for key in missing if key != whole_key}
+        needs = {key: [tuple(range(n + 1))] if key == whole_key else list(plans[key][:2]) for key in missing}
+        sizes = [sum(p.numel() * p.element_size() for p in m.parameters()) for m in modules] + [0]
+        timings: dict[tuple[int, ...], dict[str, Any]] = {}
+
+        def timed(chain: tuple[int, ...], loaded: dict[tuple[int, ...], Run]) -> dict[str, Any]:
             """Units ``chain`` (indices, in order) timed on the first one's input: parts of the
             encoder, whose output is checked whole (checking each chain again cost an eager
             forward per chain: 12 s of a 63-s OpenVINO calibration encoder)."""
-            x = inputs[chain[0]]
-            with fixed_threads(threads):
-                if chains is not None:
-                    run = entry.load(chains.chain(chain), x, precision, threads)
-                else:
-                    run = entry.prepare(
-                        OneInput(torch.nn.Sequential(*[modules[j] for j in chain])), x, precision, threads, None
-                    )
-                with torch.inference_mode():
-                    run()  # the warm-up prepare_checked runs
-            return measure(run, device=device, threads=threads, protocol=protocol, warmed_up=1).to_dict()
+            if chain not in timings:
+                with fixed_threads(threads):
+                    if chains is not None:
+                        run = loaded.pop(chain)  # released once timed
+                    else:
+                        part = OneInput(torch.nn.Sequential(*[modules[j] for j in chain]))
+                        run = entry.prepare(part, inputs[chain[0]], precision, threads, None)
+                    with torch.inference_mode():
+                        run()  # the warm-up prepare_checked runs
+                timing = measure(run, device=device, threads=threads, protocol=protocol, warmed_up=1)
+                timings[chain] = timing.to_dict()
+            return timings[chain]
 
         try:
-            for key in missing:
-                if key == whole_key:
-                    with fixed_threads(threads):
-                        run, _ = prepare_checked(encoder, images, runtime, precision, threads)
-                    timing = measure(run, device=device, threads=threads, protocol=protocol, warmed_up=1).to_dict()
-                else:
-                    timing = _marginal(first[key], modules, inputs, shapes, timed)
-                times[key] = timing["median_ms"]
-                if cache is not None:
-                    cache.put(keys[key], timing)
+            for batch in _batches(missing, needs, lambda chain: sum(sizes[j] for j in chain)):
+                wanted = [c for key in batch if key != whole_key for c in needs[key] if c not in timings]
+                wanted = list(dict.fromkeys(wanted))  # a chain two units subtract is prepared once
+                whole_run, loaded = _prepare(
+                    entry, chains, wanted, whole_key in batch, composed, encoder, images, reference, precision, threads
+                )
+                for key in batch:
+                    if key == whole_key:  # its check's run was the warm-up
+                        timing = measure(whole_run, device=device, threads=threads, protocol=protocol, warmed_up=1)
+                        timing = timing.to_dict()
+                    else:
+                        chain, base, copies = plans[key]
+                        timing = _marginal(timed(chain, loaded), timed(base, loaded), copies)
+                    times[key] = timing["median_ms"]
+                    if cache is not None:
+                        cache.put(keys[key], timing)
         finally:
             if chains is not None:
                 chains.close()
@@ -184,26 +234,100 @@ def time_units(
     return CalibrationEncoder(label, spec.kind, samples, times[whole_key])
 
 
-def _marginal(
-    i: int,
-    modules: list[torch.nn.Module],
-    inputs: dict[int, torch.Tensor],
-    shapes: dict[int, torch.Size],
-    timed: Callable[[list[int]], dict[str, Any]],
-) -> dict[str, Any]:
-    """Unit ``i``'s marginal cost inside a chain (module docstring): what a graph pays once (its
-    input and output conversions) cancels in the difference. A unit that keeps its input's shape is timed as four
-    copies minus two (halved): graphs of one or two copies still pick their own layouts (OpenVINO
-    bf16 on AMX, a RepMixer block at 192 x 128^2: t(1), t(2), t(4) = 28.1, 45.0, 70.3 ms). Floored
-    at 5 % of the subtracted chain per copy (noise can make a small difference negative).
-    ``timed`` times a chain of unit indices on the first one's input.
-    Returns the chain's timing dict with ``median_ms`` replaced by the marginal."""
+#: graphs an exporting runtime compiles at once while a calibration encoder is prepared (nothing
+#: is timed meanwhile): OpenVINO's compile is single-threaded and releases the GIL, so two compile
+#: side by side while the main thread exports and composes (1.5-1.8x on 2 cores, AMX Xeon, 2026-12-07)
+PREPARE_WORKERS = 2
+#: weights (bytes, counted once per copy in a chain) of the graphs prepared before they are timed:
+#: a compiled graph holds its weights, and an encoder's chains prepared all at once held ~10 GB for
+#: the calibration's largest encoder (4 copies of an attention unit at width 3072 are 1.8 GB
+#: of fp32 weights alone); a chain over this is prepared and timed alone
+PREPARE_BYTES = 2**31
+
+
+def _batches(
+    keys: Sequence[str], needs: dict[str, list[tuple[int, ...]]], size: Callable[[tuple[int, ...]], int]
+) -> list[list[str]]:
+    """``keys`` in order, split where the graphs they need (each prepared once: a chain two keys
+    share counts in the first) would hold over :data:`PREPARE_BYTES` of weights."""
+    batches: list[list[str]] = []
+    held, seen = PREPARE_BYTES, set()
+    for key in keys:
+        new = [chain for chain in needs[key] if chain not in seen]
+        seen.update(new)
+        weight = sum(size(chain) for chain in new)
+        if held + weight > PREPARE_BYTES:
+            batches.append([])
+            held = 0
+        batches[-1].append(key)
+        held += weight
+    return batches
+
+
+def _prepare(
+    entry: Runtime,
+    chains: UnitChains | None,
+    wanted: Sequence[tuple[int, ...]],
+    whole: bool,
+    composed: bool,
+    encoder: torch.nn.Module,
+    images: torch.Tensor,
+    reference: torch.Tensor,
+    precision: str,
+    threads: int,
+) -> tuple[Run | None, dict[tuple[int, ...], Run]]:
+    """The whole encoder's run, checked against eager fp32 (its check is its warm-up), and, for an
+    exporting runtime, every chain in ``wanted`` loaded, all before anything is timed: the main
+    thread exports and composes while :data:`PREPARE_WORKERS` threads compile, so the machine is
+    busy with preparation or with one timing, never both. A torch runtime's chains cost nothing to
+    prepare and are prepared as they are timed (an empty dict here).
+
+    A hybrid's whole graph is composed from its unit exports (``composed``: the units are its forward
+    pass, then the read-out): exporting the encoder again was 20 of 243 s of an OpenVINO bf16
+    calibration (cProfile, AMX Xeon, 2026-12-07), and the composed graph has the exported one's
+    operators (test_whole_encoder_composed_from_units)."""
+    runtime = entry.name
+    whole_run: Run | None = None
+    if whole and not composed:
+        with fixed_threads(threads):
+            whole_run, _ = prepare_checked(encoder, images, runtime, precision, threads, reference=reference)
+    if chains is None:
+        return whole_run, {}
+    with ThreadPoolExecutor(max_workers=min(PREPARE_WORKERS, os.cpu_count() or 1)) as pool:
+        pending: dict[tuple[int, ...], Future] = {}
+        if whole and composed:
+            everything = tuple(range(len(chains.modules)))  # the units, then the read-out
+            pending[everything] = pool.submit(entry.load, chains.chain(everything), images, precision, threads)
+        for chain in wanted:
+            pending[chain] = pool.submit(entry.load, chains.chain(chain), chains.inputs[chain[0]], precision, threads)
+        loaded = {chain: future.result() for chain, future in pending.items()}
+    if whole and composed:
+        whole_run = loaded.pop(everything)
+        with fixed_threads(threads):
+            check_output(whole_run, reference, runtime, precision)
+    return whole_run, loaded
+
+
+def _marginal_chains(
+    i: int, n: int, inputs: dict[int, torch.Tensor], shapes: dict[int, torch.Size]
+) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """The chain that times unit ``i`` (of ``n``) as its marginal cost, the chain it subtracts and
+    the copies of ``i`` the difference holds (module docstring): what a graph pays once (its input
+    and output conversions) cancels in the difference. A unit that keeps its input's shape is timed
+    as four copies minus two (halved): graphs of one or two copies still pick their own layouts
+    (OpenVINO bf16 on AMX, a RepMixer block at 192 x 128^2: t(1), t(2), t(4) = 28.1, 45.0, 70.3 ms).
+    One that changes it is timed with its successor, minus the successor (the last unit: with its
+    predecessor)."""
     if shapes[i] == inputs[i].shape:
-        chain, base, copies = timed([i] * 4), timed([i] * 2), 2
-    elif i + 1 < len(modules):
-        chain, base, copies = timed([i, i + 1]), timed([i + 1]), 1
-    else:
-        chain, base, copies = timed([i - 1, i]), timed([i - 1]), 1
+        return (i,) * 4, (i,) * 2, 2
+    if i + 1 < n:
+        return (i, i + 1), (i + 1,), 1
+    return (i - 1, i), (i - 1,), 1
+
+
+def _marginal(chain: dict[str, Any], base: dict[str, Any], copies: int) -> dict[str, Any]:
+    """The chain's timing dict with ``median_ms`` replaced by the marginal cost of one copy,
+    floored at 5 % of the subtracted chain per copy (noise can make a small difference negative)."""
     marginal = max((chain["median_ms"] - base["median_ms"]) / copies, 0.05 * base["median_ms"] / copies)
     return {**chain, "median_ms": marginal, "chain_ms": chain["median_ms"], "base_ms": base["median_ms"]}
 

@@ -268,9 +268,11 @@ def prepare_checked(
     precision: str = "fp32",
     threads: int = 1,
     export: Path | None = None,
+    reference: torch.Tensor | None = None,
 ) -> tuple[Run, float]:
     """A zero-argument callable running ``module`` on ``images`` in ``runtime`` at ``precision``,
-    after checking its output against eager fp32.
+    after checking its output against eager fp32 (``reference``, when the caller has it: the
+    latency calibration ran the forward pass already).
 
     Returns the callable and the measured relative error; raises :class:`RuntimeMismatch` naming
     the runtime, the error and the tolerance when it is off. Either way ``run`` has run once
@@ -279,16 +281,25 @@ def prepare_checked(
     import torch
 
     entry = check_runtime(runtime, precision)
-    with torch.inference_mode():
-        reference = module(images)
+    if reference is None or runtime == "eager" and precision == "fp32":
+        with torch.inference_mode():
+            reference = module(images)
     if runtime == "eager" and precision == "fp32":
         return (lambda: module(images)), 0.0
     run = entry.prepare(module, images, precision, threads, export)
+    return run, check_output(run, reference, runtime, precision)
+
+
+def check_output(run: Run, reference: torch.Tensor, runtime: str, precision: str = "fp32") -> float:
+    """Run ``run`` once and compare its output with eager fp32's ``reference``: the relative
+    error, or :class:`RuntimeMismatch` naming the runtime, the error and the tolerance."""
+    import torch
+
     with torch.inference_mode():
         error = relative_error(run(), reference)
-    tolerance = entry.tolerance[precision]
+    tolerance = check_runtime(runtime, precision).tolerance[precision]
     if error > tolerance:
         raise RuntimeMismatch(
             f"runtime: {runtime} {precision} output differs from eager fp32 by {error:.2e} (tolerance {tolerance:.0e})"
         )
-    return run, error
+    return error

@@ -10,6 +10,7 @@ sharing its weights as the chained module does in PyTorch: the composed graphs h
 chains' operators (but for Identity nodes) and weights (checked on every chain of
 cal_w64_a3_m4@512), and the OpenVINO bf16 calibration took 228 s instead of 317 s, the two
 interleaved per encoder in one run (benchmarks/results/latency_predictor/attempts.md, amx-10).
+A hybrid's whole encoder is a chain too: its units in order, then the tokens read-out.
 """
 
 from __future__ import annotations
@@ -45,9 +46,18 @@ class UnitChains:
     A unit is exported once per input shape it is handed: in a chain a ViT block may follow the
     patch embedding directly, on the tokens without the class token."""
 
-    def __init__(self, modules: Sequence[torch.nn.Module], inputs: dict[int, torch.Tensor]) -> None:
+    def __init__(
+        self,
+        modules: Sequence[torch.nn.Module],
+        inputs: dict[int, torch.Tensor],
+        outputs: dict[int, torch.Tensor] | None = None,
+    ) -> None:
         self.modules = modules
+        #: each unit's input in the forward pass (a chain starts from its first unit's) and, where
+        #: the caller kept them, its output there (not computed again: a composed whole encoder
+        #: would otherwise cost one more eager forward pass)
         self.inputs = inputs
+        self.outputs = outputs or {}
         self._folder = tempfile.TemporaryDirectory(prefix="fastvitsearch-chains-")
         #: (unit index, input shape) -> its name, its graph and its eager output on that input
         self._units: dict[tuple[int, tuple[int, ...]], tuple[str, onnx.ModelProto, torch.Tensor]] = {}
@@ -67,8 +77,12 @@ class UnitChains:
             model = onnx.load(str(path))
             convert_model_to_external_data(model, location=f"{name}.weights", size_threshold=0)
             onnx.save(model, str(path))
-            with torch.no_grad():  # not inference_mode: the output may be the next export's input
-                self._units[key] = name, onnx.load(str(path), load_external_data=False), self.modules[i](x)
+            if i in self.outputs and x is self.inputs.get(i):
+                out = self.outputs[i]
+            else:
+                with torch.no_grad():  # not inference_mode: the output may be the next export's input
+                    out = self.modules[i](x)
+            self._units[key] = name, onnx.load(str(path), load_external_data=False), out
         return self._units[key]
 
     def chain(self, indices: Sequence[int]) -> Path:

@@ -136,6 +136,12 @@ def work_units(spec: EncoderSpec, resolution: int) -> list[WorkUnit]:
     return UNIT_RULES[spec.kind](spec, resolution)
 
 
+#: encoder kinds whose forward pass is their units in order and then the tokens read-out (a hybrid:
+#: stem, stages, final conv), so an exporting runtime's whole-encoder graph can be composed from the
+#: unit exports; a ViT adds its class token and position table outside any unit
+UNITS_ARE_FORWARD = frozenset({"hybrid"})
+
+
 def unit_modules(backbone: nn.Module, kind: str) -> list[nn.Module]:
     """The modules of a built backbone that :func:`work_units` describes, in the same order."""
     if kind == "vit":
