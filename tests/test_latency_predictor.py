@@ -375,16 +375,8 @@ def test_unit_chains_compose_one_export_per_unit(monkeypatch):
     for spec, resolution in [(tiny_hybrid(16), 64), (TINY_VIT, 64)]:
         encoder = build_encoder(spec, resolution, inference_mode=True, dynamic_size=False).eval()
         modules = unit_modules(encoder.backbone, spec.kind)
-        inputs = {}
-        hooks = [
-            m.register_forward_pre_hook(lambda _m, a, i=i, store=inputs: store.__setitem__(i, a[0]))
-            for i, m in enumerate(modules)
-        ]
-        with torch.no_grad():
-            encoder.features(torch.rand(1, 3, resolution, resolution))
-        for hook in hooks:
-            hook.remove()
-        chains = unit_chains.UnitChains(modules, inputs)
+        inputs, _, _ = latency_predictor.forward_pass(encoder, modules, torch.rand(1, 3, resolution, resolution))
+        chains = unit_chains.UnitChains(modules, inputs)  # every unit's output computed by the chains
         exports.clear()
         try:
             for chain in ([1] * 4, [1] * 2, [0, 1], [1]):  # unit 1 keeps its input's shape
@@ -426,17 +418,12 @@ def test_whole_encoder_composed_from_units(tmp_path):
     for spec, resolution in [(tiny_hybrid(16), 64), (resolve_encoder("tiny_fastvithd"), 128)]:
         encoder = build_encoder(spec, resolution, inference_mode=True, dynamic_size=False).eval()
         modules = unit_modules(encoder.backbone, spec.kind)
-        inputs = {}
-        hooks = [
-            m.register_forward_pre_hook(lambda _m, a, i=i, store=inputs: store.__setitem__(i, a[0]))
-            for i, m in enumerate(modules)
-        ]
         images = torch.rand(1, 3, resolution, resolution)
-        with torch.no_grad():
-            reference = encoder.features(images)
-        for hook in hooks:
-            hook.remove()
-        chains = UnitChains([*modules, latency_predictor.Readout(encoder)], inputs)
+        inputs, outputs, reference = latency_predictor.forward_pass(encoder, modules, images)
+        n = len(modules)  # the forward pass's outputs are reused, the read-out's too (as the calibration does)
+        chains = UnitChains(
+            [*modules, latency_predictor.Readout(encoder)], {**inputs, n: outputs[n - 1]}, {**outputs, n: reference}
+        )
         try:
             composed = chains.chain(list(range(len(modules) + 1)))
             exported = runtimes.write_onnx(encoder, images, tmp_path / f"{spec.name}.onnx")

@@ -17,7 +17,7 @@ their own layouts; in eager PyTorch the sum of isolated units also ran high on t
 in ONNX from one export per unit (:mod:`~fastvitsearch.profile.unit_chains`; the same graphs as
 exporting each chain; an OpenVINO bf16 calibration 28 % shorter on the AMX Xeon, attempts.md amx-10),
 and so is a hybrid's whole encoder; an encoder's graphs are all compiled, two at a time, before any
-of them is timed (attempts.md amx-13).
+of them is timed (attempts.md amx-13 to amx-16: 143 s instead of 205 s, interleaved).
 Each unit kind's cost is its work (multiply-accumulates) times its milliseconds per unit of work,
 interpolated in log space over the units' log pixels, log width, MLP ratio and flags (scipy's RBF
 interpolator with a linear trend): efficiency varies smoothly with a unit's shape where cost spans
@@ -108,6 +108,26 @@ class Readout(torch.nn.Module):
         return self.read(x)
 
 
+def forward_pass(
+    encoder: VisualEncoder, modules: Sequence[torch.nn.Module], images: torch.Tensor
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], torch.Tensor]:
+    """One forward pass of ``encoder`` on ``images``: each of its unit ``modules``' input and output
+    there (by index), and the encoder's output. Under ``no_grad``, not ``inference_mode``: an
+    exporting runtime traces units on these inputs."""
+    inputs: dict[int, torch.Tensor] = {}
+    outputs: dict[int, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, args, i=i: inputs.__setitem__(i, args[0])) for i, m in enumerate(modules)
+    ] + [m.register_forward_hook(lambda _m, _a, out, i=i: outputs.__setitem__(i, out)) for i, m in enumerate(modules)]
+    try:
+        with torch.no_grad():
+            reference = encoder.features(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return inputs, outputs, reference
+
+
 def time_units(
     spec: EncoderSpec,
     resolution: int,
@@ -164,19 +184,8 @@ def time_units(
             spec, resolution, inference_mode=True, dynamic_size=False, device=device, weights="tiled"
         ).eval()
         modules = unit_modules(encoder.backbone, spec.kind)
-        inputs: dict[int, torch.Tensor] = {}
-        outputs: dict[int, torch.Tensor] = {}
-        hooks = [
-            m.register_forward_pre_hook(lambda _m, args, i=i: inputs.__setitem__(i, args[0]))
-            for i, m in enumerate(modules)
-        ] + [
-            m.register_forward_hook(lambda _m, _a, out, i=i: outputs.__setitem__(i, out)) for i, m in enumerate(modules)
-        ]
         images = torch.rand(1, 3, resolution, resolution, device=device)
-        with torch.no_grad():  # not inference_mode: an exporting runtime traces units on these inputs
-            reference = encoder.features(images)  # the whole encoder's check compares with it
-        for hook in hooks:
-            hook.remove()
+        inputs, outputs, reference = forward_pass(encoder, modules, images)  # the whole encoder's check uses it
         shapes = {i: out.shape for i, out in outputs.items()}
 
         # the read-out after the last unit is one more "unit" of the chains: a composed whole graph ends with it
@@ -239,9 +248,9 @@ def time_units(
 #: side by side while the main thread exports and composes (1.5-1.8x on 2 cores, AMX Xeon, 2026-12-07)
 PREPARE_WORKERS = 2
 #: weights (bytes, counted once per copy in a chain) of the graphs prepared before they are timed:
-#: a compiled graph holds its weights, and an encoder's chains prepared all at once held ~10 GB for
-#: the calibration's largest encoder (4 copies of an attention unit at width 3072 are 1.8 GB
-#: of fp32 weights alone); a chain over this is prepared and timed alone
+#: a compiled graph holds its weights, and with every chain of an encoder prepared at once the
+#: calibration's process peaked at 9.8 GB (attempts.md amx-15; 4 copies of an attention unit at width
+#: 3072 are 1.8 GB of fp32 weights alone; 5.9 GB with this bound, amx-16); a chain over it is prepared alone
 PREPARE_BYTES = 2**31
 
 
