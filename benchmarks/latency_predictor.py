@@ -7,8 +7,9 @@ the paper's three encoders at their headline resolutions, measures each whole en
 sweep's timing protocol (``conf/config.yaml``'s ``device.timing``, cached like a sweep's) and
 predicts it. Reports the share within +-10 %, MAPE, Spearman rho and the prediction time per spec,
 and beside every round the host's matrix rate before and after it (rounds on a host whose speed
-moved over 20 % are marked unsteady); writes a table, a figure and a README in one folder per
-machine and runtime
+moved over 20 % are marked unsteady) and beside every point the host's speed just before it was
+measured, relative to the calibration's (the errors split by it); writes a table, a figure and a
+README in one folder per machine and runtime
 (``results/latency_predictor/<cpu>_<runtime>[_<precision>]``, or ``--out``).
 
     python benchmarks/latency_predictor.py [--archs 30] [--rounds 3] [--seed 0] [--threads 1]
@@ -48,6 +49,11 @@ PAPER_POINTS = (("fastvithd", 1024), ("fastvit", 768), ("vit_l14", 336))
 OUT = Path(__file__).parent / "results" / "latency_predictor"
 #: a round whose host moved more than this (fastest / slowest window of the matrix rate) is flagged
 UNSTEADY = 1.2
+#: seconds of matrix products (0.5-s windows) read just after calibrating and just before each point
+PROBE_SECONDS = 3.0
+#: a point read while the host ran within this share of its speed around the calibration was
+#: measured "at the calibration's speed": the diagnostic split of the errors (not the target)
+SAME_SPEED = 0.10
 
 
 def matrix_rate(precision: str, threads: int, seconds: float = 10.0, window: float = 1.0) -> list[float]:
@@ -109,6 +115,7 @@ def main() -> None:
     measured: dict[int, list[float]] = {i: [] for i in range(len(points))}
     predicted: dict[int, list[float]] = {i: [] for i in range(len(points))}
     predict_ms: dict[int, float] = {}
+    speed: dict[int, list[float]] = {i: [] for i in range(len(points))}
     refused: dict[int, str] = {}
     rounds = []
     for round_ in range(args.rounds):
@@ -121,6 +128,7 @@ def main() -> None:
                 threads=args.threads,
                 cache=MeasurementCache(empty),
             )
+        calibration_rate = statistics.median(host + matrix_rate(args.precision, args.threads, PROBE_SECONDS, 0.5))
         rounds.append({"calibration_s": predictor.calibration_seconds, "held_out": predictor.held_out_error})
         print(
             f"round {round_}: calibrated in {predictor.calibration_seconds:.1f} s, LOEO {predictor.held_out_error:.1%}"
@@ -128,6 +136,7 @@ def main() -> None:
         for i, (_, name, spec, resolution) in enumerate(points):
             if i in refused:
                 continue
+            rate = statistics.median(matrix_rate(args.precision, args.threads, PROBE_SECONDS, 0.5))
             try:
                 value = measure_encoder(
                     spec,
@@ -148,9 +157,13 @@ def main() -> None:
             predict_ms[i] = max(predict_ms.get(i, 0.0), (time.perf_counter() - start) / 20 * 1e3)
             measured[i].append(value)
             predicted[i].append(guess)
-            print(f"{name:34s}@{resolution:4d} measured {value:8.1f} predicted {guess:8.1f} ({guess / value - 1:+.1%})")
+            speed[i].append(rate / calibration_rate)
+            print(
+                f"{name:34s}@{resolution:4d} measured {value:8.1f} predicted {guess:8.1f} ({guess / value - 1:+.1%}), "
+                f"host at {rate / calibration_rate:.2f}x its calibration speed"
+            )
         kept = {i: v for i, v in enumerate(points) if i not in refused}
-        rounds[-1].update(summarize(_rows(kept, measured, predicted, predict_ms, only=round_))["random"])
+        rounds[-1].update(summarize(_rows(kept, measured, predicted, predict_ms, speed, only=round_))["random"])
         host += matrix_rate(args.precision, args.threads)
         rounds[-1]["host_gmacs"] = (min(host), statistics.median(host), max(host))
         if max(host) > UNSTEADY * min(host):
@@ -160,18 +173,19 @@ def main() -> None:
             )
 
     kept = {i: v for i, v in enumerate(points) if i not in refused}
-    rows = _rows(kept, measured, predicted, predict_ms)
+    rows = _rows(kept, measured, predicted, predict_ms, speed)
     with open(args.out / "table.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     summary = summarize(rows)
     plot(rows, args.out / "measured_vs_predicted.png", summary)
-    write_readme(args, predictor, rows, summary, rounds, {points[i]: why for i, why in refused.items()})
-    print(summary, rounds)
+    speeds = by_host_speed(kept, measured, predicted, speed)
+    write_readme(args, predictor, rows, summary, rounds, speeds, {points[i]: why for i, why in refused.items()})
+    print(summary, rounds, speeds)
 
 
-def _rows(points: dict, measured, predicted, predict_ms, only: int | None = None) -> list[dict]:
+def _rows(points: dict, measured, predicted, predict_ms, speed, only: int | None = None) -> list[dict]:
     """One row per point (index -> point): the median over rounds (or round ``only``) of measured
     and predicted."""
     rows = []
@@ -190,6 +204,7 @@ def _rows(points: dict, measured, predicted, predict_ms, only: int | None = None
                 "error_pct": round(100 * (p / m - 1), 1),
                 "within_10pct": abs(p / m - 1) <= 0.10,
                 "predict_ms": round(predict_ms[i], 3),
+                "host_speed_rounds": " / ".join(f"{v:.2f}" for v in speed[i]),
             }
         )
     return rows
@@ -211,6 +226,33 @@ def summarize(rows: list[dict]) -> dict[str, float]:
         "random": stats([r for r in rows if r["group"] == "random"]),
         "all": stats(rows),
         "predict_ms_max": max(r["predict_ms"] for r in rows),
+    }
+
+
+def by_host_speed(points: dict, measured, predicted, speed) -> dict[str, float]:
+    """The random points' errors of every round, split by the host's speed just before each was
+    measured over its speed around that round's calibration. Misses that gather where the host ran
+    at another speed were made by the host, not the model. A diagnostic beside the target, never
+    counted as meeting it."""
+    pairs = [
+        (ratio, p / m - 1)
+        for i, (group, *_) in points.items()
+        if group == "random"
+        for m, p, ratio in zip(measured[i], predicted[i], speed[i], strict=True)
+    ]
+    same = [error for ratio, error in pairs if abs(ratio - 1) <= SAME_SPEED]
+    other = [error for ratio, error in pairs if abs(ratio - 1) > SAME_SPEED]
+
+    def within(errors: list[float]) -> float:
+        return sum(abs(e) <= 0.10 for e in errors) / len(errors) if errors else float("nan")
+
+    rho = spearmanr([r for r, _ in pairs], [e for _, e in pairs]).statistic if len(pairs) > 2 else float("nan")
+    return {
+        "n_same": len(same),
+        "within_same": within(same),
+        "n_other": len(other),
+        "within_other": within(other),
+        "rho_speed_error": float(rho),
     }
 
 
@@ -253,7 +295,9 @@ def plot(rows: list[dict], path: Path, summary: dict) -> None:
     plt.close(fig)
 
 
-def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[dict], refused: dict) -> None:
+def write_readme(
+    args, predictor, rows: list[dict], summary: dict, rounds: list[dict], speeds: dict, refused: dict
+) -> None:
     s, a = summary["random"], summary["all"]
     attempts = os.path.relpath(OUT / "attempts.md", args.out)
     lines = [
@@ -295,14 +339,23 @@ def write_readme(args, predictor, rows: list[dict], summary: dict, rounds: list[
             for i, r in enumerate(rounds)
         ),
         "",
-        "Below: medians over the rounds (the measured value of each round listed).",
+        f"Host speed at each point: the matrix rate read for {PROBE_SECONDS:.0f} s just before the point was "
+        "measured, over its rate around that round's calibration (before it and just after it). Every round's "
+        f"random points, pooled: {speeds['n_same']} measured within +-{SAME_SPEED * 100:.0f} % of the "
+        "calibration's speed, "
+        f"{speeds['within_same']:.0%} of them within +-10 %; {speeds['n_other']} at another speed, "
+        f"{speeds['within_other']:.0%} within +-10 %; Spearman between the speed ratio and the signed error "
+        f"{speeds['rho_speed_error']:+.2f} (a slower host reads a larger measured value: a negative error). "
+        "A diagnostic of the host, not the target: a 3-s reading is noisy itself (attempts.md, amx-5).",
         "",
-        "| group | encoder | res | tokens | measured ms (rounds) | median | predicted ms | error |",
-        "|---|---|---|---|---|---|---|---|",
+        "Below: medians over the rounds (the measured value and the host speed of each round listed).",
+        "",
+        "| group | encoder | res | tokens | measured ms (rounds) | median | predicted ms | error | host speed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r['group']} | {r['encoder']} | {r['resolution']} | {r['tokens']} | {r['measured_rounds_ms']} | "
-        f"{r['measured_ms']} | {r['predicted_ms']} | {r['error_pct']:+.1f} % |"
+        f"{r['measured_ms']} | {r['predicted_ms']} | {r['error_pct']:+.1f} % | {r['host_speed_rounds']} |"
         for r in rows
     ]
     if refused:
