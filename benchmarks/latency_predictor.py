@@ -346,7 +346,8 @@ def write_readme(
         f"{speeds['within_same']:.0%} of them within +-10 %; {speeds['n_other']} at another speed, "
         f"{speeds['within_other']:.0%} within +-10 %; Spearman between the speed ratio and the signed error "
         f"{speeds['rho_speed_error']:+.2f} (a slower host reads a larger measured value: a negative error). "
-        "A diagnostic of the host, not the target: a 3-s reading is noisy itself (attempts.md, amx-5).",
+        f"A diagnostic of the host, not the target: a {PROBE_SECONDS:.0f}-s reading is noisy itself (attempts.md, "
+        "amx-5).",
         "",
         "Below: medians over the rounds (the measured value and the host speed of each round listed).",
         "",
