@@ -195,6 +195,27 @@ def test_cache_hit_skips_measuring_and_force_remeasures(tmp_path, monkeypatch):
         measure_encoder(spec, 64, device=CPU, protocol=QUICK, cache=cache, force=True)
 
 
+def test_a_hybrid_is_built_once_for_its_resolutions_and_a_vit_once_per_resolution(tmp_path, monkeypatch):
+    builds = []
+
+    def counting_build(spec, resolution, **kwargs):
+        builds.append((spec.name, resolution))
+        return build_encoder(spec, resolution, **kwargs)
+
+    monkeypatch.setattr(measure_module, "build_encoder", counting_build)
+    measure_module._timed_encoder.cache_clear()
+    cache = MeasurementCache(tmp_path)
+    spec = get_spec("tiny_fastvithd")
+    hybrid = [measure_encoder(spec, r, device=CPU, protocol=QUICK, cache=cache) for r in (64, 128)]
+    assert len(builds) == 1 and all(m.detail["environment"]["reparameterized"] for m in hybrid)
+    measure_encoder(spec, 64, device=CPU, runtime="channels_last", protocol=QUICK, cache=cache)
+    assert len(builds) == 2  # a runtime that converts the module in place gets its own
+    for resolution in (64, 96):
+        measure_encoder(get_spec("tiny_vit"), resolution, device=CPU, protocol=QUICK, cache=cache)
+    assert builds[2:] == [("tiny_vit", 64), ("tiny_vit", 96)]  # its position table is sized per resolution
+    measure_module._timed_encoder.cache_clear()
+
+
 def test_too_large_llms_are_predicted_from_the_calibration(tmp_path):
     device = LocalDevice(
         protocol=QUICK,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from fastvitsearch.build import build_encoder
+from fastvitsearch.build import BUILDERS, VisualEncoder, build_encoder
 from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.llm import LLMSpec, build_llm, prefill
 from fastvitsearch.profile.runtimes import check_runtime, export_path, prepare_checked
@@ -63,6 +64,20 @@ def _cached_or_measure(
     return _sourced(timing)
 
 
+@functools.lru_cache(maxsize=1)
+def _timed_encoder(spec: EncoderSpec, resolution: int | None, device: torch.device, runtime: str) -> VisualEncoder:
+    """The reparameterized, tiled-weight module a measurement times, built once per (spec, runtime)
+    for a kind whose module does not depend on the resolution (``resolution`` None: a hybrid timed
+    at 256-1024 px is one module), so a sweep's consecutive resolutions of one encoder pay one build
+    (~1 s for FastViTHD here) instead of one each. Only the last module is kept (a large encoder
+    is ~0.5 GB); ``runtime`` is in the key because a runtime may convert the module in place
+    (``channels_last``), which must not reach another runtime's timing."""
+    torch.manual_seed(0)
+    # fixed-size (a ViT's position table at this resolution): the module every runtime exports
+    encoder = build_encoder(spec, resolution or spec.output_stride, dynamic_size=False, device=device, weights="tiled")
+    return encoder.reparameterize().eval()
+
+
 def measure_encoder(
     spec: EncoderSpec,
     resolution: int,
@@ -92,10 +107,9 @@ def measure_encoder(
     }
 
     def run_measurement() -> Timing:
+        shared = BUILDERS[spec.kind].resolution_free
+        encoder = _timed_encoder(spec, None if shared else resolution, device, runtime)
         torch.manual_seed(0)
-        # fixed-size (a ViT's position table at this resolution): the module every runtime exports
-        encoder = build_encoder(spec, resolution, dynamic_size=False, device=device, weights="tiled")
-        encoder = encoder.reparameterize().eval()
         images = torch.rand(batch, 3, resolution, resolution, device=device)
         export = export_path(cache.directory, spec.content_hash, resolution, batch) if entry.exports and cache else None
         with fixed_threads(threads):  # the check's run is the first warm-up: same threads as the timing
