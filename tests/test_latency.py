@@ -203,7 +203,7 @@ def test_a_hybrid_is_built_once_for_its_resolutions_and_a_vit_once_per_resolutio
         return build_encoder(spec, resolution, **kwargs)
 
     monkeypatch.setattr(measure_module, "build_encoder", counting_build)
-    measure_module._timed_encoder.cache_clear()
+    measure_module._shared_timed_encoder.cache_clear()
     cache = MeasurementCache(tmp_path)
     spec = get_spec("tiny_fastvithd")
     hybrid = [measure_encoder(spec, r, device=CPU, protocol=QUICK, cache=cache) for r in (64, 128)]
@@ -213,7 +213,7 @@ def test_a_hybrid_is_built_once_for_its_resolutions_and_a_vit_once_per_resolutio
     for resolution in (64, 96):
         measure_encoder(get_spec("tiny_vit"), resolution, device=CPU, protocol=QUICK, cache=cache)
     assert builds[2:] == [("tiny_vit", 64), ("tiny_vit", 96)]  # its position table is sized per resolution
-    measure_module._timed_encoder.cache_clear()
+    measure_module._shared_timed_encoder.cache_clear()
 
 
 def test_too_large_llms_are_predicted_from_the_calibration(tmp_path):

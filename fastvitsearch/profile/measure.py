@@ -64,17 +64,28 @@ def _cached_or_measure(
     return _sourced(timing)
 
 
+def _timed_encoder(spec: EncoderSpec, resolution: int, device: torch.device, runtime: str) -> VisualEncoder:
+    """The reparameterized, tiled-weight module a measurement times. A kind whose module does not
+    depend on the resolution (a hybrid timed at 256-1024 px is one module) is built once for all
+    its resolutions: see :func:`_shared_timed_encoder`. A ViT's position table is sized per resolution."""
+    if BUILDERS[spec.kind].resolution_free:
+        return _shared_timed_encoder(spec, device, runtime)
+    return _build_timed(spec, resolution, device)
+
+
 @functools.lru_cache(maxsize=1)
-def _timed_encoder(spec: EncoderSpec, resolution: int | None, device: torch.device, runtime: str) -> VisualEncoder:
-    """The reparameterized, tiled-weight module a measurement times, built once per (spec, runtime)
-    for a kind whose module does not depend on the resolution (``resolution`` None: a hybrid timed
-    at 256-1024 px is one module), so a sweep's consecutive resolutions of one encoder pay one build
-    (~1 s for FastViTHD here) instead of one each. Only the last module is kept (a large encoder
-    is ~0.5 GB); ``runtime`` is in the key because a runtime may convert the module in place
-    (``channels_last``), which must not reach another runtime's timing."""
+def _shared_timed_encoder(spec: EncoderSpec, device: torch.device, runtime: str) -> VisualEncoder:
+    """One build per (spec, runtime), so a sweep's consecutive resolutions of one hybrid pay one
+    build (~1 s for FastViTHD here) instead of one each. Only the last module is kept (a large
+    encoder is ~0.5 GB); ``runtime`` is in the key because a runtime may convert the module in
+    place (``channels_last``), which must not reach another runtime's timing."""
+    return _build_timed(spec, spec.output_stride, device)  # any resolution the stride accepts: same module
+
+
+def _build_timed(spec: EncoderSpec, resolution: int, device: torch.device) -> VisualEncoder:
     torch.manual_seed(0)
     # fixed-size (a ViT's position table at this resolution): the module every runtime exports
-    encoder = build_encoder(spec, resolution or spec.output_stride, dynamic_size=False, device=device, weights="tiled")
+    encoder = build_encoder(spec, resolution, dynamic_size=False, device=device, weights="tiled")
     return encoder.reparameterize().eval()
 
 
@@ -107,8 +118,7 @@ def measure_encoder(
     }
 
     def run_measurement() -> Timing:
-        shared = BUILDERS[spec.kind].resolution_free
-        encoder = _timed_encoder(spec, None if shared else resolution, device, runtime)
+        encoder = _timed_encoder(spec, resolution, device, runtime)
         torch.manual_seed(0)
         images = torch.rand(batch, 3, resolution, resolution, device=device)
         export = export_path(cache.directory, spec.content_hash, resolution, batch) if entry.exports and cache else None
