@@ -245,6 +245,8 @@ class SweepSetup:
     max_wait_s: float
     max_failure_rate: float
     min_trials_before_abort: int
+    #: ``time_budget_s``: no trial starts after this many seconds of the run (None: no limit)
+    time_budget_s: float | None
     quiet: bool
     fingerprint: dict[str, Any]
     meta: dict[str, Any]
@@ -278,6 +280,11 @@ class SweepSetup:
         accuracy = OmegaConf.to_container(cfg.accuracy, resolve=True)
         sources = make_sources(list(accuracy["sources"]), accuracy)
         budget = cfg.get("ttft_budget_ms")
+        time_budget = cfg.get("time_budget_s")
+        if time_budget is not None and (
+            isinstance(time_budget, bool) or not isinstance(time_budget, int | float) or time_budget <= 0
+        ):
+            raise SpecError("time_budget_s", f"must be a positive number of seconds or null, got {time_budget!r}")
         workers = cfg.workers
         return cls(
             name=cfg.name,
@@ -303,6 +310,7 @@ class SweepSetup:
             max_wait_s=float(workers.max_wait_s),
             max_failure_rate=float(cfg.max_failure_rate),
             min_trials_before_abort=int(cfg.min_trials_before_abort),
+            time_budget_s=float(time_budget) if time_budget is not None else None,
             quiet=bool(cfg.quiet),
             fingerprint=study_fingerprint(cfg, objectives),
             meta={
@@ -436,6 +444,19 @@ def _evaluate_trial(setup: SweepSetup, trial: optuna.Trial) -> tuple[TrialState,
     return TrialState.COMPLETE, list(values.values()), f"{point.key}: {_summary(record, setup.objectives)}"
 
 
+def _out_of_time(setup: SweepSetup, started: float, ran: int, planned: int) -> bool:
+    """Whether ``time_budget_s`` has run out: then no trial starts (the running one has finished
+    and is recorded), and rerunning the same command continues the study where it stopped."""
+    elapsed = time.monotonic() - started
+    if setup.time_budget_s is None or elapsed < setup.time_budget_s:
+        return False
+    setup.say(
+        f"stopped: time_budget_s={setup.time_budget_s:g} reached after {ran} trial(s) in {elapsed:.0f} s; "
+        f"{max(0, planned - ran)} planned trial(s) left: rerun the same command to continue the study"
+    )
+    return True
+
+
 def _next_trial(setup: SweepSetup, study: optuna.Study, ran: int, planned: int) -> optuna.Trial | None:
     """The next trial to run, or None when this process is done.
 
@@ -489,8 +510,12 @@ def run(setup: SweepSetup) -> SweepOutcome:
             + (f" (worker {setup.worker_id}, shared with others)" if setup.worker else "")
         )
         ran = failed = repeats = 0
+        started = time.monotonic()
         bar = tqdm(total=planned, disable=setup.quiet or not sys.stderr.isatty(), unit="trial", dynamic_ncols=True)
-        while (trial := _next_trial(setup, study, ran, planned)) is not None:
+        while (
+            not _out_of_time(setup, started, ran, planned)
+            and (trial := _next_trial(setup, study, ran, planned)) is not None
+        ):
             start = time.perf_counter()
             state, values, message = TrialState.FAIL, None, ""
             with studies.heartbeat(study, trial, setup.heartbeat_s):

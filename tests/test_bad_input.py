@@ -51,6 +51,8 @@ def _cfg(tmp_path, *overrides, name="config"):
         (["resolution=abc"], r"^resolution: must be a whole number of pixels, got 'abc'"),
         (["search=random", "+space=hybrid", "search.n_trials=-5"], r"^search.n_trials: must be >= 1, got -5"),
         (["search=random"], r"^space: search=random needs a search space"),
+        (["time_budget_s=0"], r"^time_budget_s: must be a positive number of seconds or null, got 0"),
+        (["time_budget_s=45min"], r"^time_budget_s: must be a positive number of seconds or null, got '45min'"),
         (["study_name=../../../x"], r"^study_name: '../../../x' must be a plain name"),
         (["storage=sqlite://"], r"^storage: 'sqlite://' keeps the study in memory"),
         (["storage=not-a-url"], r"^storage: 'not-a-url' is not a storage URL"),

@@ -48,6 +48,20 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert run_sweep(_cfg(tmp_path, "+experiment=smoke")).ran == 0
 
 
+def test_a_spent_time_budget_starts_no_trial_and_a_rerun_continues(tmp_path, capsys):
+    slow = "device.timing.warmup_seconds=0.3"  # every trial outlasts the 0.2-s budget
+    first = run_sweep(_cfg(tmp_path, "+experiment=smoke", slow, "time_budget_s=0.2", "quiet=false"))
+    assert first.ran == 1  # the budget is checked before each trial: the first one ran, none after it
+    said = capsys.readouterr().out
+    assert "stopped: time_budget_s=0.2 reached after 1 trial(s)" in said
+    assert f"{SMOKE_POINTS - 1} planned trial(s) left: rerun the same command to continue" in said
+    table = results.load(tmp_path / "study")
+    assert list(table["state"]).count("COMPLETE") == 1  # what ran is recorded; the grid's other points stay queued
+    rest = run_sweep(_cfg(tmp_path, "+experiment=smoke", slow))
+    assert rest.ran == SMOKE_POINTS - 1
+    assert list(results.load(tmp_path / "study")["state"]) == ["COMPLETE"] * SMOKE_POINTS
+
+
 def test_invalid_points_and_raising_trials_are_fail_records(tmp_path, monkeypatch):
     real_evaluate = sweep_module.evaluate
 
