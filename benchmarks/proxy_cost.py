@@ -2,13 +2,13 @@
 
 The proxy trains every candidate for ``steps`` steps of ``batch`` windows (the validated
 setting: 600 x 32), so a run's cost is ``steps x (draw + train step)``. This measures both
-parts per step for the paper's three encoders at their headline resolutions, in the layout the
-proxy trains in (NCHW) and in channels-last, on 1 and 2 threads, and projects a full run and the
-default ``+experiment=arch_search`` (30 trials, the anchors reusing the calibration's runs) from
-the NCHW runs. Channels-last is faster but the proxy does not use it: training FastViT in it
-crashes the process here (glibc "corrupted size vs. prev_size" on tiny_fastvit@128, exit -11 on
-FastViT@768; torch 2.14.1 CPU), so each step timing runs in its own process and an abort is
-recorded as such. Medians of ``--steps`` timed steps after one warm-up step.
+parts per step for the paper's three encoders at their headline resolutions, in NCHW and in
+channels-last (:func:`fastvitsearch.accuracy.channels_last.to_channels_last`, which reroutes the
+strided 1x1 convs that crash oneDNN in channels-last), on 1 and 2 threads, and projects a full run
+and the default ``+experiment=arch_search`` (30 trials, the anchors reusing the calibration's runs)
+from FastViTHD@1024 in the layout the proxy trains it in on a CPU (channels-last for conv kinds).
+Each step timing runs in its own process, and an abort is recorded as such. Medians of
+``--steps`` timed steps after one warm-up step.
 Writes ``benchmarks/results/proxy_cost_<date>_<machine>.md``.
 
     python benchmarks/proxy_cost.py [--steps 5]
@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fastvitsearch.accuracy.channels_last import to_channels_last
 from fastvitsearch.accuracy.proxy import ProxyConfig, ProxyModel, window_side, windows
 from fastvitsearch.presets import get_spec
 from fastvitsearch.profile.timing import cpu_model, cpu_slug, versions
@@ -49,7 +50,8 @@ def step_seconds(name: str, resolution: int, layout: torch.memory_format, thread
     with fixed_threads(threads):
         torch.manual_seed(0)
         model = ProxyModel(spec.scaled(config.width_scale, config.depth_scale), side, resolution, config)
-        model = model.to(memory_format=layout)
+        if layout == torch.channels_last:
+            to_channels_last(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
         times = []
         for _ in range(steps + 1):
@@ -122,9 +124,11 @@ def main() -> None:
         "",
         f"Default arch_search ({SEARCH_TRIALS} trials, {trained} of them new designs that train; a design costs "
         "about what the paper's encoders cost, since every candidate trains on the same windows), "
-        "from FastViTHD@1024's NCHW run (the proxy's layout): one sweep on 2 threads "
-        f"~{trained * full_runs[('fastvithd', 2, 'NCHW')] / 3600:.1f} h; two workers of 1 thread "
-        f"~{trained * full_runs[('fastvithd', 1, 'NCHW')] / 2 / 3600:.1f} h. Target (issue 13): 45 min.",
+        "from FastViTHD@1024's channels-last run (the layout the proxy trains conv kinds in on a CPU): one "
+        f"sweep on 2 threads ~{trained * full_runs[('fastvithd', 2, 'channels-last')] / 3600:.1f} h; two workers "
+        f"of 1 thread ~{trained * full_runs[('fastvithd', 1, 'channels-last')] / 2 / 3600:.1f} h (in NCHW: "
+        f"{trained * full_runs[('fastvithd', 2, 'NCHW')] / 3600:.1f} h and "
+        f"{trained * full_runs[('fastvithd', 1, 'NCHW')] / 2 / 3600:.1f} h). Target (issue 13): 45 min.",
     ]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

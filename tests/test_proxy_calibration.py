@@ -1,6 +1,7 @@
 """The proxy task, its validation statistics, the calibrated accuracy source, and arch_search on it:
 anchors once, no repeated evaluation, cheap first (over-budget points are not trained)."""
 
+import copy
 import dataclasses
 import json
 
@@ -12,6 +13,7 @@ from hydra import compose, initialize_config_dir
 import fastvitsearch.sweep as sweep_module
 from fastvitsearch import results
 from fastvitsearch.accuracy.calibration import MonotoneMap, ProxyRun, ProxyRuns, config_fingerprint, rank_agreement
+from fastvitsearch.accuracy.channels_last import crashes_onednn, to_channels_last
 from fastvitsearch.accuracy.proxy import (
     ProxyConfig,
     ProxyModel,
@@ -73,12 +75,32 @@ def test_read_out_slots_follow_tokens_per_cell():
 
 def test_proxy_learns_above_chance_and_is_deterministic():
     result = train_and_evaluate(get_spec("tiny_fastvit"), 128, EASY, seed=0)
+    assert result["layout"] == "channels_last"  # a conv kind on a CPU
     assert result["chance"] == 10.0 and result["cells"] == EASY.eval_windows * EASY.cells_per_window
     assert result["ci95"][0] > 10.0, result  # the whole 95 % interval is above chance
     short = dataclasses.replace(EASY, steps=2, eval_windows=4)
     a = train_and_evaluate(get_spec("tiny_fastvithd"), 128, short, seed=1)
     b = train_and_evaluate(get_spec("tiny_fastvithd"), 128, short, seed=1)
     assert a["accuracy"] == b["accuracy"] and a["by_font_size"] == b["by_font_size"]
+
+
+def test_channels_last_training_computes_what_nchw_does_without_the_onednn_crash():
+    """FastViT's stem has a strided 1x1 conv on 3 channels, whose channels-last backward corrupts
+    the heap in oneDNN (#6035): it is rerouted, and a training step matches NCHW's."""
+    torch.manual_seed(0)
+    nchw = ProxyModel(get_spec("tiny_fastvit"), 128, 128, EASY)
+    last = to_channels_last(copy.deepcopy(nchw))
+    assert sum(crashes_onednn(m) for m in last.modules()) >= 1
+    images, centres, digits, _ = windows(0, 4, 128, 128, EASY)
+    grads = []
+    for model, x in ((nchw, images), (last, images.contiguous(memory_format=torch.channels_last))):
+        loss = torch.nn.functional.cross_entropy(model(x, centres).flatten(0, 1), digits.flatten())
+        loss.backward()
+        grads.append([p.grad for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
+    twin = copy.deepcopy(last)  # a copy's rerouted conv runs the copy's weights, not the original's
+    assert all(m.forward.__self__ is m for m in twin.modules() if crashes_onednn(m))
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from fastvitsearch.accuracy.calibration import NOT_PART_OF_THE_TASK
+from fastvitsearch.accuracy.channels_last import CHANNELS_LAST_KINDS, to_channels_last
 from fastvitsearch.build import build_encoder
 from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.llm import LLMSpec
@@ -321,12 +322,22 @@ def train_and_evaluate(spec: EncoderSpec, resolution: int, config: ProxyConfig, 
     with fixed_threads(config.threads):
         torch.manual_seed(seed)
         model = ProxyModel(small, side, resolution, config).to(config.device)
+        # a conv kind trains in channels-last on a CPU (1.4-1.8x faster a step; the GPU runs that
+        # validated the proxy were NCHW, so a GPU keeps it): the same computation, other kernels
+        layout = (
+            torch.channels_last
+            if config.device == "cpu" and spec.kind in CHANNELS_LAST_KINDS
+            else torch.contiguous_format
+        )
+        if layout == torch.channels_last:
+            to_channels_last(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps)
         start = time.perf_counter()
         model.train()
         for data in _training_batches(seed, resolution, side, config):
             images, centres, digits, _ = (t.to(config.device) for t in data)
+            images = images.contiguous(memory_format=layout)
             loss = F.cross_entropy(model(images, centres).flatten(0, 1), digits.flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -340,7 +351,7 @@ def train_and_evaluate(spec: EncoderSpec, resolution: int, config: ProxyConfig, 
             for i in range(0, config.eval_windows, config.batch):
                 n = min(config.batch, config.eval_windows - i)
                 images, centres, digits, sizes = windows(EVAL_SEED_OFFSET + i, n, resolution, side, config)
-                logits = model(images.to(config.device), centres.to(config.device))
+                logits = model(images.to(config.device).contiguous(memory_format=layout), centres.to(config.device))
                 hits = (logits.argmax(-1).cpu() == digits).float()
                 for s in range(len(config.font_sizes)):
                     mask = sizes == s
@@ -360,6 +371,7 @@ def train_and_evaluate(spec: EncoderSpec, resolution: int, config: ProxyConfig, 
         "steps": config.steps,
         "window": side,
         "train_seconds": round(train_seconds, 1),
+        "layout": "channels_last" if layout == torch.channels_last else "nchw",
         "proxy_params": sum(p.numel() for p in model.parameters()),
         "proxy_spec": small.to_dict(),
     }
