@@ -1,13 +1,14 @@
 """Train a convolutional proxy in channels-last on a CPU, around a oneDNN crash.
 
-Why: on a CPU the scaled FastViTHD@1024 trains ~1.8x faster per step in channels-last than in
-NCHW, FastViT@768 ~1.4x (2 threads, torch 2.14.1; ``benchmarks/proxy_cost.py``); a ViT, whose
-only conv is the patch embedding, is ~10 % slower, so only conv kinds use it.
+Why: on a CPU the scaled FastViTHD@1024 trains 1.5-1.7x faster per step in channels-last than in
+NCHW and FastViT@768 1.3-2.1x (1-2 threads, torch 2.14.1, the AMX Xeon:
+``benchmarks/results/proxy_cost_2026-12-07_intel-xeon-processor.md``); a ViT, whose only conv is
+the patch embedding, shows no clear gain, so only conv kinds use it.
 
 The crash: oneDNN's 1x1 convolution backward-by-weights overruns its workspace for a strided
 1x1 conv in NHWC with fewer input channels than its channel block (16 on AVX-512, 8 on AVX2)
-(uxlfoundation/oneDNN#6035, open): FastViT's stem has one (3 -> 80 channels, stride 2, in the paper's FastViT), and
-training it in channels-last corrupted the heap ("corrupted size vs. prev_size") or segfaulted.
+(uxlfoundation/oneDNN#6035, open): the paper's FastViT has one in its stem (3 -> 80 channels,
+stride 2), and training it in channels-last corrupted the heap ("corrupted size vs. prev_size") or segfaulted.
 Such a conv computes exactly a stride-1 1x1 conv over the subsampled input, which oneDNN runs
 correctly, so that is what it runs here: the same numbers, the same parameters.
 """

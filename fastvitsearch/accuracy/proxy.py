@@ -322,7 +322,7 @@ def train_and_evaluate(spec: EncoderSpec, resolution: int, config: ProxyConfig, 
     with fixed_threads(config.threads):
         torch.manual_seed(seed)
         model = ProxyModel(small, side, resolution, config).to(config.device)
-        # a conv kind trains in channels-last on a CPU (1.4-1.8x faster a step; the GPU runs that
+        # a conv kind trains in channels-last on a CPU (1.3-2.1x faster a step; the GPU runs that
         # validated the proxy were NCHW, so a GPU keeps it): the same computation, other kernels
         layout = (
             torch.channels_last
