@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import json
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -12,9 +13,12 @@ from hydra import compose, initialize_config_dir
 
 import fastvitsearch.sweep as sweep_module
 from fastvitsearch import results
+from fastvitsearch.accuracy import proxy as proxy_module
+from fastvitsearch.accuracy import stamping
 from fastvitsearch.accuracy.calibration import MonotoneMap, ProxyRun, ProxyRuns, config_fingerprint, rank_agreement
 from fastvitsearch.accuracy.channels_last import crashes_onednn, to_channels_last
 from fastvitsearch.accuracy.proxy import (
+    Page,
     ProxyConfig,
     ProxyModel,
     _training_batches,
@@ -23,6 +27,7 @@ from fastvitsearch.accuracy.proxy import (
     windows,
 )
 from fastvitsearch.accuracy.proxy_calibrated import ProxyCalibratedAccuracy
+from fastvitsearch.accuracy.stamping import blend_glyphs, blend_in_order
 from fastvitsearch.config import CONF_DIR
 from fastvitsearch.llm import LLM_PRESETS
 from fastvitsearch.point import OVER_BUDGET, Point, evaluate
@@ -55,6 +60,35 @@ def test_windows_match_compute_across_resolutions_and_label_cells_inside():
         assert 0 < centres.min() and centres.max() < 1 and sizes.max() < len(config.font_sizes)
     a, b = windows(5, 2, 512, 256, config), windows(5, 2, 512, 256, config)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # pages come from the seed
+
+
+@pytest.mark.parametrize("zoom", [0.5, 0.75, 1.0])
+def test_pages_with_glyphs_blended_at_once_equal_pages_blended_in_order(zoom, monkeypatch):
+    """The vectorized blend draws the validated task's pages bit for bit, at the zooms windows use,
+    with glyphs cut by the region's far edges and the page's clutter underneath."""
+    config = ProxyConfig()
+    page = Page.from_seed(3, config)
+    x0 = 5 * config.cell
+
+    def refuse(*args):
+        raise AssertionError("a page's glyphs do not overlap: the vectorized path must draw them")
+
+    monkeypatch.setattr(stamping, "blend_in_order", refuse)
+    at_once = page.render(x0, x0, 300, config, zoom)
+    monkeypatch.undo()
+    monkeypatch.setattr(proxy_module, "blend_glyphs", blend_in_order)
+    assert np.array_equal(at_once, page.render(x0, x0, 300, config, zoom))
+
+
+def test_overlapping_glyphs_are_blended_in_order():
+    rng = np.random.default_rng(0)
+    base = rng.random((64, 64), dtype=np.float32) * 255
+    masks = [rng.random((h, w), dtype=np.float32) for h, w in rng.integers(3, 20, (40, 2))]
+    xs, ys, inks = rng.integers(-10, 64, 40), rng.integers(-10, 64, 40), rng.integers(0, 70, 40)
+    at_once, in_order = base.copy(), base.copy()
+    blend_glyphs(at_once, masks, xs, ys, inks)
+    blend_in_order(in_order, masks, xs, ys, inks)
+    assert np.array_equal(at_once, in_order) and not np.array_equal(at_once, base)
 
 
 def test_page_drawing_workers_draw_the_same_steps():

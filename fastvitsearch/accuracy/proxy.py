@@ -41,6 +41,7 @@ from torch import nn
 
 from fastvitsearch.accuracy.calibration import NOT_PART_OF_THE_TASK
 from fastvitsearch.accuracy.channels_last import CHANNELS_LAST_KINDS, to_channels_last
+from fastvitsearch.accuracy.stamping import blend_glyphs
 from fastvitsearch.build import build_encoder
 from fastvitsearch.cache import MeasurementCache
 from fastvitsearch.llm import LLMSpec
@@ -175,22 +176,15 @@ class Page:
         c = config.cell
         first_row, last_row = max(0, y0 // c), min(config.grid, -(-(y0 + side) // c))
         first_col, last_col = max(0, x0 // c), min(config.grid, -(-(x0 + side) // c))
-        for row in range(first_row, last_row):
-            for col in range(first_col, last_col):
-                if not self.occupied[row, col]:
-                    continue
-                size = max(4, int(round(config.font_sizes[self.sizes[row, col]] * zoom)))
-                mask = _glyph(int(self.digits[row, col]), size)
-                h, w = mask.shape
-                cell = c * zoom
-                x = int((col * c - x0) * zoom + self.jitter[row, col, 0] * max(0.0, cell - w))
-                y = int((row * c - y0) * zoom + self.jitter[row, col, 1] * max(0.0, cell - h))
-                ya, yb, xa, xb = max(0, y), min(out, y + h), max(0, x), min(out, x + w)
-                if ya >= yb or xa >= xb:
-                    continue
-                alpha = mask[ya - y : yb - y, xa - x : xb - x]
-                target = pixels[ya:yb, xa:xb]
-                pixels[ya:yb, xa:xb] = target + alpha * (float(self.ink[row, col]) - target)
+        rows, cols = np.nonzero(self.occupied[first_row:last_row, first_col:last_col])  # row-major
+        rows, cols = rows + first_row, cols + first_col
+        sizes = np.maximum(4, np.round(np.asarray(config.font_sizes)[self.sizes[rows, cols]] * zoom).astype(np.int64))
+        masks = [_glyph(int(d), int(s)) for d, s in zip(self.digits[rows, cols], sizes, strict=True)]
+        heights, widths = np.array([m.shape for m in masks], dtype=np.int64).reshape(-1, 2).T
+        cell = c * zoom  # a glyph sits at its jitter share of the slack its cell leaves
+        xs = ((cols * c - x0) * zoom + self.jitter[rows, cols, 0] * np.maximum(0.0, cell - widths)).astype(np.int64)
+        ys = ((rows * c - y0) * zoom + self.jitter[rows, cols, 1] * np.maximum(0.0, cell - heights)).astype(np.int64)
+        blend_glyphs(pixels, masks, xs, ys, self.ink[rows, cols])
         return pixels
 
 
