@@ -8,6 +8,7 @@ The wrapper's :meth:`VisualEncoder.features` returns what a VLM consumes: ``[B, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -120,7 +121,12 @@ def _create_timm(name: str, **kwargs) -> nn.Module:
         raise SpecError(
             "encoder.model", f"timm has no model {name!r}" + (f"; e.g. {', '.join(close)}" if close else "")
         )
-    return timm.create_model(name, pretrained=False, num_classes=0, global_pool="", **kwargs)
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=0, global_pool="", **kwargs)
+    except AssertionError:
+        # 38 of timm's models (DeiT distilled, PiT, CoaT, CrossViT, EfficientViT-MIT, Inception v3)
+        # refuse to drop their pooling; the encoder reads forward_features, which never pools
+        return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
 
 
 @functools.cache
@@ -139,7 +145,46 @@ def timm_spec(model: str, checkpoint: str | None = None) -> TimmSpec:
         patch, layout = int(patch_embed.img_size[0]) // int(patch_embed.grid_size[0]), "tokens"
     else:
         patch, layout = int(backbone.feature_info[-1]["reduction"]), "map"
-    return TimmSpec(model, model, patch, int(backbone.num_features), layout, prefix, checkpoint)
+    return _checked_token_rule(
+        TimmSpec(model, model, patch, int(backbone.num_features), layout, prefix, checkpoint), backbone
+    )
+
+
+#: at most this many leading tokens beyond the grid are read as undeclared class/register tokens
+MAX_PREFIX_TOKENS = 16
+
+
+def _checked_token_rule(spec: TimmSpec, backbone: nn.Module) -> TimmSpec:
+    """``spec`` once one forward pass on the meta device, at the model's own input size, gives the
+    tokens its rule says; class tokens the model does not declare (VOLO, CoaT-Lite) are added to
+    ``prefix_tokens``. A model whose ``forward_features`` is not one token grid (PiT: its class
+    tokens only; CoaT, CrossViT: a list) is refused naming it, instead of recording a wrong
+    token count. A model that does not run on the meta device is left to the real build."""
+    size = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size") or (3, 224, 224)
+    resolution = int(size[-1])
+    if spec.layout == "map":
+        resolution = spec.patch * max(1, round(resolution / spec.patch))
+    try:
+        with torch.no_grad():
+            out = backbone.eval().forward_features(torch.empty(1, 3, resolution, resolution, device="meta"))
+    except Exception:  # noqa: BLE001 - only a check: the real build reports what fails there
+        return spec
+    wrap = "; wrap it as encoder=module with a forward that returns one"
+    if not isinstance(out, torch.Tensor) or out.ndim not in (3, 4):
+        what = f"a {type(out).__name__}" if not isinstance(out, torch.Tensor) else f"a {out.ndim}-d tensor"
+        raise SpecError(
+            "encoder.model", f"{spec.model}'s forward_features returns {what}, not a token sequence or map{wrap}"
+        )
+    tokens, expected = _timm_tokens(spec, backbone, out).shape[1], spec.tokens(resolution)
+    if tokens == expected:
+        return spec
+    if out.ndim == 3 and 0 < tokens - expected <= MAX_PREFIX_TOKENS:
+        return dataclasses.replace(spec, prefix_tokens=spec.prefix_tokens + tokens - expected)
+    raise SpecError(
+        "encoder.model",
+        f"{spec.model}'s forward_features gives {tokens} tokens at {resolution} px where {spec.patch} px a token "
+        f"gives {expected}: not a token grid{wrap}",
+    )
 
 
 def _build_timm(spec: TimmSpec, resolution: int, dynamic_size: bool, device, dtype) -> nn.Module:
@@ -148,7 +193,13 @@ def _build_timm(spec: TimmSpec, resolution: int, dynamic_size: bool, device, dty
     dynamic = dynamic_size and resolution % spec.patch == 0
     kwargs = {"img_size": resolution, "dynamic_img_size": dynamic} if spec.layout == "tokens" else {}
     with torch.device(device or "cpu"):
-        backbone = _create_timm(spec.model, **kwargs)
+        try:
+            backbone = _create_timm(spec.model, **kwargs)
+        except TypeError as err:
+            if "dynamic_img_size" not in str(err):
+                raise
+            # CaiT, BEiT, ConViT, relative-position ViTs take no dynamic size: built at this resolution
+            backbone = _create_timm(spec.model, img_size=resolution)
     if dtype is not None:
         backbone = backbone.to(dtype)
     if spec.checkpoint is not None:
@@ -246,8 +297,8 @@ def _build_module(spec: ModuleSpec, device, dtype) -> nn.Module:
 
 
 def _timm_tokens(spec: TimmSpec, backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    if x.ndim == 4:  # a feature map [B, C, H, W]
-        return x.flatten(2).transpose(1, 2)
+    if x.ndim == 4:  # a feature map: [B, C, H, W], or [B, H, W, C] where timm says so (Swin, MambaOut, Hiera)
+        return x.flatten(1, 2) if getattr(backbone, "output_fmt", "NCHW") == "NHWC" else x.flatten(2).transpose(1, 2)
     return x[:, spec.prefix_tokens :]
 
 

@@ -35,6 +35,25 @@ def test_a_timm_model_is_built_counted_and_drops_its_class_token():
     assert conv(torch.rand(1, 3, 128, 128)).shape == (1, 16, 320)
 
 
+def _meta_features(spec, resolution):
+    encoder = build_encoder(spec, resolution, device="meta").eval()
+    return tuple(encoder.features(torch.empty(1, 3, resolution, resolution, device="meta")).shape)
+
+
+def test_timm_models_off_the_common_conventions_give_their_true_tokens_or_a_clear_refusal():
+    """An audit of all 1,371 timm models (2026-12-07) found these: NHWC feature maps, undeclared
+    class tokens, no dynamic size, pooling that cannot be dropped, outputs that are no token grid."""
+    assert _meta_features(timm_spec("swin_tiny_patch4_window7_224"), 224) == (1, 49, 768)  # NHWC map
+    coat_lite = timm_spec("coat_lite_tiny")  # a class token its model does not declare
+    assert coat_lite.prefix_tokens == 1 and _meta_features(coat_lite, 224) == (1, 49, 320)
+    assert _meta_features(timm_spec("cait_xxs24_224"), 224) == (1, 196, 192)  # built at the resolution itself
+    assert _meta_features(timm_spec("efficientvit_b1"), 256) == (1, 64, 256)  # its pooling cannot be dropped
+    with pytest.raises(SpecError, match=r"^encoder.model: pit_ti_224's forward_features gives 1 tokens at 224 px"):
+        timm_spec("pit_ti_224")  # only its class token
+    with pytest.raises(SpecError, match=r"^encoder.model: coat_tiny's forward_features returns a list"):
+        timm_spec("coat_tiny")
+
+
 def test_a_local_checkpoint_is_loaded_and_errors_name_the_key(tmp_path):
     model = build_encoder(timm_spec("convnext_atto"), 64).backbone
     with torch.no_grad():

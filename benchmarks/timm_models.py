@@ -1,0 +1,83 @@
+"""Which of timm's models work as an encoder: every ``timm.list_models()`` name, on the meta device.
+
+For each model at its own input size (rounded to a multiple of its reduction where it is a
+feature map), ``encoder=timm encoder.model=<name>`` is resolved, built and run through
+``features``; the tokens it returns are checked against the token rule the record counts. Each
+model ends as: ``ok`` (its tokens equal the rule's), ``refused`` (a clear error naming the key:
+not a token grid, or a resolution the rule does not take), ``mismatch`` (a wrong count: a bug)
+or ``error`` (an exception that names no key). Writes ``results/timm_models_<date>.md``.
+
+    python benchmarks/timm_models.py [--filter 'swin*']
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+import warnings
+from datetime import date
+from pathlib import Path
+
+import timm
+import torch
+
+from fastvitsearch.build import build_encoder
+from fastvitsearch.presets import resolve_encoder
+from fastvitsearch.spec import SpecError
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def check(name: str) -> tuple[int, str]:
+    """(resolution tried, outcome) for one timm model."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    resolution = int((cfg.input_size if cfg else (3, 224, 224))[-1])
+    try:
+        spec = resolve_encoder({"name": "timm", "model": name})
+        if spec.layout == "map":
+            resolution = spec.patch * max(1, round(resolution / spec.patch))
+        expected = spec.tokens(resolution)
+        encoder = build_encoder(spec, resolution, device="meta").eval()
+        with torch.no_grad():
+            out = encoder.features(torch.empty(1, 3, resolution, resolution, device="meta"))
+        return resolution, "ok" if out.shape[1] == expected else f"mismatch: {out.shape[1]} tokens, rule {expected}"
+    except SpecError as err:
+        return resolution, f"refused: {err}"
+    except Exception as err:  # noqa: BLE001 - the audit records every failure
+        return resolution, f"error: {type(err).__name__}: {str(err)[:150]}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--filter", default="", help="a timm.list_models pattern (default: all)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    names = timm.list_models(args.filter) if args.filter else timm.list_models()
+    start = time.perf_counter()
+    outcomes = {name: check(name) for name in names}
+    seconds = time.perf_counter() - start
+    kinds = collections.Counter(outcome.split(":")[0] for _, outcome in outcomes.values())
+    lines = [
+        f"# timm models as encoders (benchmarks/timm_models.py, {date.today()})",
+        "",
+        f"timm {timm.__version__}, torch {torch.__version__}; {len(names)} models"
+        + (f" matching `{args.filter}`" if args.filter else "")
+        + f", checked on the meta device in {seconds:.0f} s: "
+        + ", ".join(f"**{kinds[k]} {k}**" for k in ("ok", "refused", "mismatch", "error")),
+        "",
+        "| model | resolution | outcome |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {resolution} | {outcome.replace('|', '/')} |"
+        for name, (resolution, outcome) in outcomes.items()
+        if outcome != "ok"
+    ]
+    path = RESULTS / f"timm_models_{date.today()}.md"
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:3]))
+
+
+if __name__ == "__main__":
+    main()
