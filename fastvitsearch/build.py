@@ -124,7 +124,7 @@ def _create_timm(name: str, **kwargs) -> nn.Module:
     try:
         return timm.create_model(name, pretrained=False, num_classes=0, global_pool="", **kwargs)
     except AssertionError:
-        # 38 of timm's models (DeiT distilled, PiT, CoaT, CrossViT, EfficientViT-MIT, Inception v3)
+        # some timm models (38 in timm 1.0.31: DeiT distilled, PiT, CoaT, CrossViT, EfficientViT-MIT, Inception v3)
         # refuse to drop their pooling; the encoder reads forward_features, which never pools
         return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
 
