@@ -5,7 +5,7 @@ feature map), ``encoder=timm encoder.model=<name>`` is resolved, built and run t
 ``features``; the tokens it returns are checked against the token rule the record counts. Each
 model ends as: ``ok`` (its tokens equal the rule's), ``refused`` (a clear error naming the key:
 not a token grid, or a resolution the rule does not take), ``mismatch`` (a wrong count: a bug)
-or ``error`` (an exception that names no key). Writes ``results/timm_models_<date>.md``.
+or ``error`` (an exception that names no key). Writes ``results/timm_models_<date>[_<filter>].md``.
 
     python benchmarks/timm_models.py [--filter 'swin*']
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import timm
 import torch
 
-from fastvitsearch.build import build_encoder
+from fastvitsearch.build import build_encoder, timm_probe_resolution
 from fastvitsearch.presets import resolve_encoder
 from fastvitsearch.spec import SpecError
 
@@ -35,8 +35,7 @@ def check(name: str) -> tuple[int, str]:
     resolution = int((cfg.input_size if cfg else (3, 224, 224))[-1])
     try:
         spec = resolve_encoder({"name": "timm", "model": name})
-        if spec.layout == "map":
-            resolution = spec.patch * max(1, round(resolution / spec.patch))
+        resolution = timm_probe_resolution(spec, cfg.input_size if cfg else None)
         expected = spec.tokens(resolution)
         encoder = build_encoder(spec, resolution, device="meta").eval()
         with torch.no_grad():
@@ -74,7 +73,8 @@ def main() -> None:
         for name, (resolution, outcome) in outcomes.items()
         if outcome != "ok"
     ]
-    path = RESULTS / f"timm_models_{date.today()}.md"
+    part = "_" + "".join(c if c.isalnum() else "-" for c in args.filter) if args.filter else ""
+    path = RESULTS / f"timm_models_{date.today()}{part}.md"  # a filtered run keeps the full audit
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:3]))
 

@@ -154,16 +154,20 @@ def timm_spec(model: str, checkpoint: str | None = None) -> TimmSpec:
 MAX_PREFIX_TOKENS = 16
 
 
+def timm_probe_resolution(spec: TimmSpec, input_size: tuple[int, ...] | None) -> int:
+    """The model's own input size (224 px where timm gives none), rounded to a multiple of the
+    reduction for a feature map: the resolution its token rule is checked at."""
+    resolution = int((input_size or (3, 224, 224))[-1])
+    return spec.patch * max(1, round(resolution / spec.patch)) if spec.layout == "map" else resolution
+
+
 def _checked_token_rule(spec: TimmSpec, backbone: nn.Module) -> TimmSpec:
     """``spec`` once one forward pass on the meta device, at the model's own input size, gives the
     tokens its rule says; class tokens the model does not declare (VOLO, CoaT-Lite) are added to
     ``prefix_tokens``. A model whose ``forward_features`` is not one token grid (PiT: its class
     tokens only; CoaT, CrossViT: a list) is refused naming it, instead of recording a wrong
     token count. A model that does not run on the meta device is left to the real build."""
-    size = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size") or (3, 224, 224)
-    resolution = int(size[-1])
-    if spec.layout == "map":
-        resolution = spec.patch * max(1, round(resolution / spec.patch))
+    resolution = timm_probe_resolution(spec, (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size"))
     try:
         with torch.no_grad():
             out = backbone.eval().forward_features(torch.empty(1, 3, resolution, resolution, device="meta"))
