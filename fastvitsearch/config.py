@@ -14,16 +14,19 @@ experiments, the accuracy groups and the space.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import difflib
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
+from fastvitsearch.accuracy import SOURCE_TABLE
 from fastvitsearch.llm import LLM_PRESETS
 from fastvitsearch.presets import preset_names
 from fastvitsearch.profile.devices import DEVICE_TABLE, default_config
+from fastvitsearch.spec import SpecError
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -124,3 +127,54 @@ def register_configs() -> None:
     for name, search in SEARCHES.items():
         store.store(group="search", name=name, node=type(search)(**asdict(search)))
     _registered = True
+
+
+def _top_level_keys(config_name: str) -> set[str]:
+    """The root keys of a primary config (``conf/<name>.yaml``): its own keys, the groups its
+    defaults list composes (``device: cpu``) and those of the primary configs it includes."""
+    conf = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{config_name}.yaml"))
+    keys = set(conf) - {"defaults"}
+    for entry in conf.get("defaults", []):
+        if isinstance(entry, str):
+            keys |= _top_level_keys(entry) if entry != "_self_" else set()
+        else:
+            keys |= {group.removeprefix("override ") for group in entry} - {"hydra"}
+    return keys
+
+
+def _unknown(field_name: str, known: set[str], where: str = "", hint: str = "") -> SpecError:
+    """``field_name``'s last part is not among ``known``: say so, with the closest known key."""
+    close = difflib.get_close_matches(field_name.rsplit(".", 1)[-1], sorted(known), n=1)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return SpecError(field_name, f"unknown key{where}{guess}{hint} (known: {', '.join(sorted(known))})")
+
+
+def check_known_keys(cfg: DictConfig, config_name: str = "workers") -> None:
+    """Refuse config keys that nothing reads, naming them, before anything runs.
+
+    Why: Hydra refuses ``tiling=2x2`` misspelt as ``tilling=2x2`` but tells the user to append it
+    with ``+tilling=2x2``, which it then accepts, and the sweep would run without tiling. The root,
+    the accuracy group and the search group are checked here (device, encoder and LLM options are
+    checked where they are read, and the search space by :func:`fastvitsearch.space.validate_space`).
+    ``config_name``: the primary config whose root keys are known (``workers``, the sweep's
+    ``config`` plus the launcher's ``n``, as both build a :class:`~fastvitsearch.sweep.SweepSetup`;
+    ``profile``; ``export``).
+    """
+    known = _top_level_keys(config_name)
+    for key in cfg:
+        if key not in known:
+            raise _unknown(str(key), known)
+    accuracy = cfg.get("accuracy")
+    if accuracy is not None:
+        allowed = {"sources", "metric", *SOURCE_TABLE}
+        for key in accuracy:
+            if key not in allowed:
+                sources = ", ".join(f"accuracy.{s}.{key}" for s in accuracy.get("sources") or [])
+                hint = f"; a source's settings go under its name ({sources})" if sources else ""
+                raise _unknown(f"accuracy.{key}", allowed, hint=hint)
+    search = cfg.get("search")
+    if search is not None and search.get("name") in SEARCHES:
+        allowed = {f.name for f in fields(SEARCHES[search.name])}
+        for key in search:
+            if key not in allowed:
+                raise _unknown(f"search.{key}", allowed, where=f" for search={search.name}")

@@ -9,6 +9,7 @@ each (per LLM), never a categorical the sampler re-draws.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ def _pixels(value: Any, field: str) -> int:
     if number != int(number) or number <= 0:
         raise SpecError(field, f"must be a whole positive number of pixels, got {value!r}")
     return int(number)
+
+
+def _message(err: SpecError) -> str:
+    """A :class:`SpecError`'s message without its field, to re-raise it under another field."""
+    return str(err).removeprefix(f"{err.field}: ")
 
 
 def _as_list(value: Any) -> list:
@@ -130,6 +136,75 @@ def hybrid_from_knobs(
     return HybridEncoderSpec(
         name, tuple(stages), expansion_ratio=2.0, attention_norm="layernorm", stem_scale_branch=False, lkc_use_act=True
     )
+
+
+#: the hybrid space's knobs (each a list of choices; ``depth_scale`` a ``{low, high}`` range)
+SPACE_KNOBS = ("n_stages", "base_width", "depth_scale", "first_attention_stage", "mlp_ratio", "resolution", "llm")
+
+
+def validate_space(space: Mapping[str, Any]) -> None:
+    """Check every value of a search space before any trial runs, naming its key.
+
+    Why: a bad value otherwise fails only the trials that happen to draw it, after the anchors
+    have trained (a proxy run each: minutes here), and a misspelt knob is ignored. Every
+    combination of the choices is built, at both ends of ``depth_scale``, and counted at every
+    resolution; a value that gives no valid encoder in some combination is refused with that
+    combination (e.g. a base width whose attention stages do not split into 32-wide heads).
+    """
+    if not isinstance(space, Mapping):
+        raise SpecError("space", f"must be a mapping of knobs {SPACE_KNOBS}, got {space!r}")
+    unknown = sorted(set(space) - {*SPACE_KNOBS, "anchors"})
+    if unknown:
+        knobs = ", ".join((*SPACE_KNOBS, "anchors"))
+        raise SpecError(f"space.{unknown[0]}", f"not a knob of the hybrid space; knobs: {knobs}")
+    for knob in SPACE_KNOBS:
+        if knob not in space:
+            raise SpecError(f"space.{knob}", "is required")
+    choices = {}
+    for knob in ("n_stages", "base_width", "first_attention_stage", "mlp_ratio", "resolution", "llm"):
+        values = _as_list(space[knob])
+        if not values:
+            raise SpecError(f"space.{knob}", "needs at least one choice")
+        choices[knob] = values
+    for knob in ("n_stages", "base_width", "first_attention_stage"):
+        for value in choices[knob]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SpecError(f"space.{knob}", f"must be a list of whole numbers, got {value!r}")
+    for value in choices["mlp_ratio"]:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise SpecError("space.mlp_ratio", f"must be a list of positive numbers, got {value!r}")
+    depth = space["depth_scale"]
+    if not isinstance(depth, Mapping) or set(depth) != {"low", "high"}:
+        raise SpecError("space.depth_scale", f"must be {{low: <number>, high: <number>}}, got {depth!r}")
+    for end in ("low", "high"):
+        value = depth[end]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise SpecError(f"space.depth_scale.{end}", f"must be a positive number, got {value!r}")
+    if depth["low"] > depth["high"]:
+        raise SpecError("space.depth_scale", f"low ({depth['low']}) must not exceed high ({depth['high']})")
+    resolutions = [_pixels(r, "space.resolution") for r in choices["resolution"]]
+    for name in choices["llm"]:
+        try:
+            resolve_llm(name)
+        except SpecError as err:
+            raise SpecError("space.llm", _message(err)) from None
+    for n, width, first, ratio in itertools.product(
+        choices["n_stages"], choices["base_width"], choices["first_attention_stage"], choices["mlp_ratio"]
+    ):
+        knobs = f"n_stages={n}, base_width={width}, first_attention_stage={first}, mlp_ratio={ratio:g}"
+        for scale in (depth["low"], depth["high"]):
+            try:
+                spec = hybrid_from_knobs(n, width, scale, first, ratio)
+            except SpecError as err:
+                if err.field.startswith("space."):
+                    raise
+                raise SpecError("space.base_width", f"{knobs} builds no valid encoder: {err}") from None
+            for resolution in resolutions:
+                try:
+                    spec.tokens(resolution)
+                except SpecError as err:
+                    raise SpecError("space.resolution", f"with {knobs}: {err}") from None
+    anchors(space)
 
 
 def suggest_point(trial: optuna.Trial, space: Mapping[str, Any]) -> Point:

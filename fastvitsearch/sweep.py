@@ -31,14 +31,14 @@ from tqdm import tqdm
 
 from fastvitsearch import study as studies
 from fastvitsearch.accuracy import AccuracySource, make_sources
-from fastvitsearch.config import register_configs
+from fastvitsearch.config import check_known_keys, register_configs
 from fastvitsearch.pareto import dominates, pareto_front
 from fastvitsearch.point import OVER_BUDGET, Point, Screen, evaluate
 from fastvitsearch.profile.devices import Device, device_from_config
 from fastvitsearch.profile.runtimes import RuntimeMismatch
 from fastvitsearch.record import TrialRecord
 from fastvitsearch.results import RECORD_ATTR, sqlite_url, trials_table, write_meta, write_tables
-from fastvitsearch.space import anchor_trials, grid_points, suggest_point
+from fastvitsearch.space import anchor_trials, grid_points, suggest_point, validate_space
 from fastvitsearch.spec import SpecError
 from fastvitsearch.study import INTERRUPTED, StorageOptions
 
@@ -253,6 +253,7 @@ class SweepSetup:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> SweepSetup:
+        check_known_keys(cfg)
         objectives = objectives_of(cfg)
         if not cfg.study_name or any(c in str(cfg.study_name) for c in "/\\") or str(cfg.study_name).startswith("."):
             raise SpecError("study_name", f"{cfg.study_name!r} must be a plain name (no '/', '\\', leading '.')")
@@ -274,9 +275,9 @@ class SweepSetup:
             if int(search.n_trials) < 1:
                 raise SpecError("search.n_trials", f"must be >= 1, got {search.n_trials}")
             options = OmegaConf.to_container(search, resolve=True)
-            strategy = SamplerStrategy(
-                search.name, OmegaConf.to_container(cfg.space, resolve=True), int(search.n_trials), options
-            )
+            space = OmegaConf.to_container(cfg.space, resolve=True)
+            validate_space(space)
+            strategy = SamplerStrategy(search.name, space, int(search.n_trials), options)
         accuracy = OmegaConf.to_container(cfg.accuracy, resolve=True)
         sources = make_sources(list(accuracy["sources"]), accuracy)
         budget = cfg.get("ttft_budget_ms")

@@ -57,6 +57,25 @@ def _cfg(tmp_path, *overrides, name="config"):
         (["storage=sqlite://"], r"^storage: 'sqlite://' keeps the study in memory"),
         (["storage=not-a-url"], r"^storage: 'not-a-url' is not a storage URL"),
         (["storage=sqlite:////no/such/folder/x.db"], r"^storage: the database folder /no/such/folder does not exist"),
+        # Hydra's own hint for a key it does not know is to append it with `+`: still refused here
+        (["+tilling=2x2"], r"^tilling: unknown key; did you mean 'tiling'\?"),
+        (
+            ["accuracy=proxy", "+accuracy.steps=0"],
+            r"^accuracy.steps: unknown key; a source's settings go under its name \(accuracy.proxy.steps\)",
+        ),
+        (["+search.foo=1"], r"^search.foo: unknown key for search=grid"),
+        (["search=nsga2", "+space=hybrid", "+search.n_trial=3"], r"^search.n_trial: .*did you mean 'n_trials'\?"),
+        # the search space, checked before any trial (or anchor training) runs
+        (["search=random", "+space=hybrid", "+space.base_widht=[8]"], r"^space.base_widht: not a knob"),
+        (["search=random", "+space=hybrid", "space.n_stages=[7]"], r"^space.n_stages: 7 has no depth template"),
+        (
+            ["search=random", "+space=hybrid", "space.base_width=[50]"],
+            r"^space.base_width: n_stages=4, base_width=50, .* builds no valid encoder: stages\[2\].width: 200",
+        ),
+        (["search=random", "+space=hybrid", "space.resolution=[96]"], r"^space.resolution: with n_stages=5, .*: "),
+        (["search=random", "+space=hybrid", "space.depth_scale.low=2"], r"^space.depth_scale: low \(2\) must not"),
+        (["search=random", "+space=hybrid", "space.llm=[foo]"], r"^space.llm: unknown LLM 'foo'"),
+        (["search=random", "+space=hybrid", "space.mlp_ratio=[]"], r"^space.mlp_ratio: needs at least one choice"),
     ],
 )
 def test_bad_sweep_settings_name_their_key(tmp_path, overrides, message):
@@ -265,3 +284,23 @@ def test_a_report_folder_that_cannot_be_written_is_one_line(tmp_path):
         timeout=120,
     )
     assert out.returncode != 0 and out.stderr.strip().startswith("error: --out:") and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("config_name", "overrides", "message"),
+    [
+        ("profile", ["+resolutoin=64"], r"^resolutoin: unknown key; did you mean 'resolution'\?"),
+        ("profile", ["accuracy=proxy", "+accuracy.steps=3"], r"^accuracy.steps: unknown key"),
+        ("export", ["+precison=fp32"], r"^precison: unknown key; did you mean 'precision'\?"),
+        ("workers", ["+n_workers=2"], r"^n_workers: unknown key; did you mean 'workers'\?"),
+    ],
+)
+def test_each_cli_refuses_a_root_key_it_does_not_read(config_name, overrides, message):
+    """The profile and export CLIs and the workers launcher check their own config's keys."""
+    from fastvitsearch.config import check_known_keys
+    from fastvitsearch.profile.__main__ import profile
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=["encoder=tiny_fastvit", *overrides])
+    with pytest.raises(SpecError, match=message):
+        profile(cfg) if config_name == "profile" else check_known_keys(cfg, config_name)

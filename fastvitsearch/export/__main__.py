@@ -8,7 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from fastvitsearch.config import register_configs
+from fastvitsearch.config import check_known_keys, register_configs
 from fastvitsearch.export.coreml import ExportOptions, export_coreml
 from fastvitsearch.presets import default_resolution, resolve_encoder
 from fastvitsearch.spec import SpecError
@@ -20,6 +20,7 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     encoder_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
     try:
+        check_known_keys(cfg, "export")
         spec = resolve_encoder(encoder_cfg)
         resolution = int(cfg.resolution) if cfg.resolution is not None else default_resolution(encoder_cfg)
         options = ExportOptions(cfg.precision, cfg.compute_units, cfg.minimum_deployment_target)

@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from fastvitsearch.accuracy import make_sources
-from fastvitsearch.config import register_configs
+from fastvitsearch.config import check_known_keys, register_configs
 from fastvitsearch.llm import resolve_llm
 from fastvitsearch.point import Point, evaluate
 from fastvitsearch.presets import default_resolution, encoder_label, resolve_encoder
@@ -38,6 +38,7 @@ def _resolutions(cfg: DictConfig, encoder_cfg: Any) -> list[int]:
 
 def profile(cfg: DictConfig) -> list[dict[str, Any]]:
     """One record row per resolution: counts, plus latency parts and TTFT when a device is given."""
+    check_known_keys(cfg, "profile")
     encoder_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
     spec = resolve_encoder(encoder_cfg)
     device = device_from_config(OmegaConf.to_container(cfg.device, resolve=True)) if cfg.get("device") else None
