@@ -29,6 +29,17 @@ def test_custom_spec_file_is_an_encoder_option():
     assert counts["encoder"] == "custom_example" and counts["visual_tokens"] == 64
 
 
+def test_a_cnn_counts_zero_linear_and_attention_macs_and_its_table_prints():
+    """A class with no multiply-adds is counted as 0, not left unknown (the table used to crash)."""
+    from fastvitsearch.profile.table import records_table
+
+    (row,) = profile(_cfg("encoder=timm", "encoder.model=resnet18", "resolution=64"))
+    assert row["macs_linear"] == 0 and row["macs_attention"] == 0 and row["macs_conv"] == row["macs"]
+    table = records_table([row, {**row, "resolution": 0, "macs_linear": None}])  # one counted before the fix
+    (line,) = [line for line in table.splitlines() if line.startswith("MACs linear")]
+    assert line.split()[2:] == ["0.00", "G", "-"]
+
+
 def _run(*args):
     return subprocess.run(
         [sys.executable, "-m", "fastvitsearch.profile", *args], capture_output=True, text=True, timeout=300

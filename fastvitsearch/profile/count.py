@@ -155,8 +155,10 @@ def _macs_by_op_class(model: nn.Module, flops_by_module: dict[str, dict[Any, int
             )
             attention += total(ops) - inner_linear
     by_class = {"conv": conv, "linear": linear, "attention": attention}
-    by_class["other_matmul"] = total(everything) - conv - linear - attention
-    return {k: v // FLOPS_PER_MAC for k, v in sorted(by_class.items()) if v}
+    other = total(everything) - conv - linear - attention
+    if other:  # the three named classes are always reported (0 is a count: a CNN has no linear MACs)
+        by_class["other_matmul"] = other
+    return {k: v // FLOPS_PER_MAC for k, v in sorted(by_class.items())}
 
 
 @dataclasses.dataclass(frozen=True)

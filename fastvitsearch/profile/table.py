@@ -39,7 +39,12 @@ def records_table(rows: Sequence[dict[str, Any]]) -> str:
             "params (reparameterized)": f"{r['params_reparameterized'] / 1e6:,.2f} M",
             "MACs total": f"{r['macs'] / 1e9:,.2f} G",
         }
-        column.update({f"MACs {op}": f"{r[f'macs_{op}'] / 1e9:,.2f} G" for op in ("conv", "linear", "attention")})
+        column.update(
+            {  # None in records counted before a class with no MACs was reported as 0
+                f"MACs {op}": "-" if r.get(f"macs_{op}") is None else f"{r[f'macs_{op}'] / 1e9:,.2f} G"
+                for op in ("conv", "linear", "attention")
+            }
+        )
         sources.setdefault("counts", set()).add(r["counts_source"])
         for part in _LABELS:
             if r.get(part) is not None:
