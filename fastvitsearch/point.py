@@ -118,8 +118,9 @@ def evaluate(
 ) -> TrialRecord:
     """Count, time and score one point. Raises on invalid points (the sweep records the error).
 
-    Without a device only counts; without an LLM only the encoder is timed; without sources (or
-    metric) no accuracy is asked for. A source that has no value says why in ``refusals``. Cheap
+    Without a device only counts (and accuracy, which needs no timing); without an LLM only the
+    encoder is timed and no accuracy is asked for (a VLM's accuracy is a point's with its LLM);
+    without sources (or metric) no accuracy is asked for. A source that has no value says why in ``refusals``. Cheap
     first: a point whose TTFT is over ``ttft_budget_ms`` is not scored (a proxy source would
     train a model for it); its record says so. Where the device's latency model predicts the
     encoder, a measured record keeps the prediction beside it (``encoder_ms_predicted``).
@@ -131,7 +132,10 @@ def evaluate(
     """
     record = counted_record(point)
     if device is None:
-        return record
+        if point.llm is None or not accuracy_sources or metric is None:
+            return record
+        accuracy, refusals = first_value(accuracy_sources, point.encoder, point.resolution, point.llm, metric)
+        return record.with_(accuracy=accuracy, accuracy_metric=metric, refusals=tuple(str(r) for r in refusals))
     record = record.with_(**device.record_fields(point.encoder, point.resolution), text_tokens=text_tokens)
     predicted = (
         None

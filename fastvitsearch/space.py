@@ -49,11 +49,6 @@ def _pixels(value: Any, field: str) -> int:
     return int(number)
 
 
-def _message(err: SpecError) -> str:
-    """A :class:`SpecError`'s message without its field, to re-raise it under another field."""
-    return str(err).removeprefix(f"{err.field}: ")
-
-
 def _as_list(value: Any) -> list:
     if value is None:
         return []
@@ -187,7 +182,7 @@ def validate_space(space: Mapping[str, Any]) -> None:
         try:
             resolve_llm(name)
         except SpecError as err:
-            raise SpecError("space.llm", _message(err)) from None
+            raise SpecError("space.llm", err.message) from None
     for n, width, first, ratio in itertools.product(
         choices["n_stages"], choices["base_width"], choices["first_attention_stage"], choices["mlp_ratio"]
     ):

@@ -31,6 +31,7 @@ class SpecError(ValueError):
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.message = message  # without the field: to re-raise it under the key the user set
         super().__init__(f"{field}: {message}")
 
 

@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from fastvitsearch.config import CONF_DIR
 from fastvitsearch.profile.__main__ import profile
+from fastvitsearch.spec import SpecError
 
 CONF = str(CONF_DIR)
 
@@ -38,6 +39,15 @@ def test_a_cnn_counts_zero_linear_and_attention_macs_and_its_table_prints():
     table = records_table([row, {**row, "resolution": 0, "macs_linear": None}])  # one counted before the fix
     (line,) = [line for line in table.splitlines() if line.startswith("MACs linear")]
     assert line.split()[2:] == ["0.00", "G", "-"]
+
+
+def test_accuracy_needs_an_llm_but_no_device():
+    """A point's accuracy needs no timing: profile scores it without a device, and refuses an
+    accuracy source without an LLM instead of printing no accuracy."""
+    (row,) = profile(_cfg("encoder=fastvithd", "resolution=1024", "llm=qwen2_0_5b", "accuracy=published"))
+    assert row["encoder_ms"] is None and row["accuracy"] is not None and row["accuracy_source"].startswith("published")
+    with pytest.raises(SpecError, match=r"^llm: accuracy is a VLM's"):
+        profile(_cfg("encoder=fastvithd", "accuracy=published"))
 
 
 def _run(*args):

@@ -147,6 +147,8 @@ def test_channels_last_training_computes_what_nchw_does_without_the_onednn_crash
         ({"lr": -1}, "accuracy.proxy.lr"),
         ({"stpes": 10}, "accuracy.proxy.stpes"),
         ({"loader_workers": -1}, "accuracy.proxy.loader_workers"),
+        ({"device": "gpu"}, "accuracy.proxy.device"),
+        *([({"device": "cuda"}, "accuracy.proxy.device")] if not torch.cuda.is_available() else []),
     ],
 )
 def test_bad_proxy_settings_name_their_key(settings, key):
@@ -242,6 +244,11 @@ def test_calibrated_accuracy_refuses_llm_sizes_the_paper_never_published(tmp_pat
 def test_calibrated_accuracy_refuses_other_proxy_settings_naming_the_key(tmp_path):
     with pytest.raises(SpecError, match=r"^accuracy.proxy_calibrated.proxy.steps:"):
         _calibrated(tmp_path, proxy={"steps": 999})
+    # the proxy's own checks, named by the key set under proxy_calibrated (not accuracy.proxy.*)
+    with pytest.raises(SpecError, match=r"^accuracy.proxy_calibrated.seeds: must be a non-empty list"):
+        _calibrated(tmp_path, seeds=[])
+    with pytest.raises(SpecError, match=r"^accuracy.proxy_calibrated.proxy.device: 'gpu' is not a torch device"):
+        _calibrated(tmp_path, proxy={"device": "gpu"})
 
 
 # --- arch_search on it ------------------------------------------------------------------------------

@@ -109,10 +109,26 @@ class ProxyConfig:
             raise SpecError("accuracy.proxy.threads", f"must be >= 1, got {self.threads!r}")
         if isinstance(self.loader_workers, bool) or not isinstance(self.loader_workers, int) or self.loader_workers < 0:
             raise SpecError("accuracy.proxy.loader_workers", f"must be an integer >= 0, got {self.loader_workers!r}")
+        _check_device(self.device)
 
     @property
     def grid(self) -> int:
         return self.canvas // self.cell
+
+
+def _check_device(device: str) -> None:
+    """Refuse a torch device this machine cannot train on, before any run starts (the device is not
+    part of the task, so ``device=cpu`` reuses every cached run of another device)."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as err:
+        raise SpecError("accuracy.proxy.device", f"{device!r} is not a torch device ({err})") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(kind, True):
+        raise SpecError(
+            "accuracy.proxy.device",
+            f"{device!r}: this machine has no {kind} device; set it to cpu (cached runs of any device are reused)",
+        )
 
 
 @functools.lru_cache(maxsize=256)
@@ -392,9 +408,9 @@ class ProxyAccuracy:
 
     def __init__(self, seeds: list[int] | None = None, cache_dir: str | None = None, **config: Any) -> None:
         self.config = proxy_config(config)
-        self.seeds = list(seeds or [0])
+        self.seeds = [0] if seeds is None else list(seeds)
         if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
-            raise SpecError("accuracy.proxy.seeds", f"must be a list of integers, got {self.seeds!r}")
+            raise SpecError("accuracy.proxy.seeds", f"must be a non-empty list of integers, got {self.seeds!r}")
         self.cache = MeasurementCache(cache_dir)
 
     def run(self, spec: EncoderSpec, resolution: int, seed: int) -> dict[str, Any]:

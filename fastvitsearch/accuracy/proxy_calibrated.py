@@ -71,7 +71,12 @@ class ProxyCalibratedAccuracy:
             )
         if not isinstance(margin, int | float) or margin < 0:
             raise SpecError("accuracy.proxy_calibrated.margin", f"must be a number >= 0, got {margin!r}")
-        self.proxy = ProxyAccuracy(seeds=seeds or [0], cache_dir=cache_dir, **settings)
+        try:
+            self.proxy = ProxyAccuracy(seeds=seeds, cache_dir=cache_dir, **settings)
+        except SpecError as err:  # named by the key the user set here, not the proxy source's
+            key = err.field.removeprefix("accuracy.proxy.")
+            where = key if key in ("seeds", "cache_dir", "threads") else f"proxy.{key}"
+            raise SpecError(f"accuracy.proxy_calibrated.{where}", err.message) from None
         self.recipe = recipe
         self.llm_shift = bool(llm_shift)
         self.margin = float(margin)

@@ -45,6 +45,8 @@ def profile(cfg: DictConfig) -> list[dict[str, Any]]:
     llm = resolve_llm(OmegaConf.to_container(cfg.llm, resolve=True)) if cfg.get("llm") is not None else None
     accuracy = OmegaConf.to_container(cfg.accuracy, resolve=True) if cfg.get("accuracy") else None
     sources = make_sources(accuracy["sources"], accuracy) if accuracy else []
+    if sources and llm is None:
+        raise SpecError("llm", "accuracy is a VLM's: name the LLM the encoder feeds (llm=qwen2_0_5b, …)")
     label = encoder_label(encoder_cfg, spec)
     tiling = parse_tiling(cfg.get("tiling"))
     metric = accuracy["metric"] if accuracy else None
