@@ -251,6 +251,27 @@ register_preset(
 )
 
 
+#: the keys of each ``encoder`` config form, told apart by the key that selects the form
+ENCODER_FORMS = {
+    "spec": {"spec"},
+    "preset": {"preset", "select_layer"},
+    "_target_": {"_target_", "kwargs", "name"},
+    "model": {"model", "checkpoint"},
+}
+
+
+def _check_encoder_keys(value: Mapping[str, Any]) -> None:
+    """Refuse a key the encoder's form does not read (``+encoder.select_layr=-2`` would otherwise be
+    ignored and the sweep would time the last layer)."""
+    form = next((key for key in ENCODER_FORMS if value.get(key) is not None), None)
+    if form is None:
+        return  # resolve_encoder says what forms there are
+    unknown = sorted(set(value) - ENCODER_FORMS[form])
+    if unknown:
+        keys = sorted(ENCODER_FORMS[form])
+        raise SpecError(f"encoder.{unknown[0]}", f"not read for an encoder given by {form!r}; its keys: {keys}")
+
+
 def resolve_encoder(value: str | Mapping[str, Any] | EncoderSpec) -> EncoderSpec:
     """Turn a config value into a spec: a preset name, ``{preset: name}`` or ``{spec: {...}}``."""
     if isinstance(value, EncoderSpec):
@@ -258,6 +279,7 @@ def resolve_encoder(value: str | Mapping[str, Any] | EncoderSpec) -> EncoderSpec
     if isinstance(value, str):
         return get_spec(value)
     if isinstance(value, Mapping):
+        _check_encoder_keys(value)
         if "spec" in value and value["spec"] is not None:
             return spec_from_dict(dict(value["spec"]))
         if "preset" in value:

@@ -304,3 +304,18 @@ def test_each_cli_refuses_a_root_key_it_does_not_read(config_name, overrides, me
         cfg = compose(config_name=config_name, overrides=["encoder=tiny_fastvit", *overrides])
     with pytest.raises(SpecError, match=message):
         profile(cfg) if config_name == "profile" else check_known_keys(cfg, config_name)
+
+
+@pytest.mark.parametrize(
+    ("encoder", "message"),
+    [
+        ({"preset": "vit_l14", "select_layr": -2}, r"^encoder.select_layr: not read for an encoder given by 'preset'"),
+        ({"model": "resnet18", "pretrained": True}, r"^encoder.pretrained: not read for an encoder given by 'model'"),
+        ({"spec": {"kind": "vit"}, "name": "x"}, r"^encoder.name: not read for an encoder given by 'spec'"),
+    ],
+)
+def test_an_encoder_key_its_form_does_not_read_is_refused(encoder, message):
+    from fastvitsearch.presets import resolve_encoder
+
+    with pytest.raises(SpecError, match=message):
+        resolve_encoder(encoder)

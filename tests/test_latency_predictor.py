@@ -152,7 +152,10 @@ def test_held_out_error_comes_from_leaving_each_encoder_out():
         ),
         rel=1e-6,
     )
-    assert predictor.glue["hybrid"].scale > 0 and predictor.glue["hybrid"].fixed_ms >= 0
+    # non-negative (NNLS); which term carries three tiny timings on a noisy host is not fixed: a run
+    # on 2026-12-07's unsteady host fitted scale 0 and fixed 6.4 ms
+    glue = predictor.glue["hybrid"]
+    assert glue.scale >= 0 and glue.fixed_ms >= 0 and glue.scale + glue.fixed_ms > 0
 
 
 def test_device_latency_modes(tmp_path):
