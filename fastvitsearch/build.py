@@ -113,6 +113,14 @@ def _build_vit(spec: ViTSpec, resolution: int, dynamic_size: bool, device, dtype
     return vit
 
 
+def _fixed_input_size(name: str) -> bool:
+    """Whether timm marks the model's input size as fixed at construction (``fixed_input_size``)."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    return bool(cfg and cfg.fixed_input_size)
+
+
 def _create_timm(name: str, **kwargs) -> nn.Module:
     import timm
 
@@ -169,6 +177,8 @@ def _checked_token_rule(spec: TimmSpec, backbone: nn.Module) -> TimmSpec:
     token count. A model that does not run on the meta device is left to the real build."""
     resolution = timm_probe_resolution(spec, (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size"))
     try:
+        if spec.layout == "map" and _fixed_input_size(spec.model):  # its size rounded to the reduction
+            backbone = _build_timm(spec, resolution, False, "meta", None)
         with torch.no_grad():
             out = backbone.eval().forward_features(torch.empty(1, 3, resolution, resolution, device="meta"))
     except Exception:  # noqa: BLE001 - only a check: the real build reports what fails there
@@ -195,15 +205,24 @@ def _build_timm(spec: TimmSpec, resolution: int, dynamic_size: bool, device, dty
     # timm's patch embedding takes a resolution that is not a multiple of the patch only at its fixed
     # img_size (the conv drops the remainder, as LLaVA-OneVision's SigLIP at 384 px does)
     dynamic = dynamic_size and resolution % spec.patch == 0
-    kwargs = {"img_size": resolution, "dynamic_img_size": dynamic} if spec.layout == "tokens" else {}
+    if spec.layout == "tokens":
+        kwargs = {"img_size": resolution, "dynamic_img_size": dynamic}
+    elif _fixed_input_size(spec.model):
+        # a feature map sized when built (Swin's window grids, LeViT's attention biases): at this resolution
+        kwargs = {"img_size": resolution}
+    else:
+        kwargs = {}
     with torch.device(device or "cpu"):
         try:
             backbone = _create_timm(spec.model, **kwargs)
         except TypeError as err:
-            if "dynamic_img_size" not in str(err):
+            if "dynamic_img_size" in str(err):
+                # CaiT, BEiT, ConViT, relative-position ViTs take no dynamic size: built at this resolution
+                backbone = _create_timm(spec.model, img_size=resolution)
+            elif "img_size" in str(err) and spec.layout == "map":
+                backbone = _create_timm(spec.model)  # says it is fixed-size but takes no size: as it is
+            else:
                 raise
-            # CaiT, BEiT, ConViT, relative-position ViTs take no dynamic size: built at this resolution
-            backbone = _create_timm(spec.model, img_size=resolution)
     if dtype is not None:
         backbone = backbone.to(dtype)
     if spec.checkpoint is not None:

@@ -54,6 +54,16 @@ def test_timm_models_off_the_common_conventions_give_their_true_tokens_or_a_clea
         timm_spec("coat_tiny")
 
 
+def test_a_fixed_size_feature_map_model_is_built_at_the_resolution_asked():
+    """Swin's window grids and LeViT's attention biases are sized when timm builds them: at twice
+    their own size Swin failed an assertion and LeViT failed at every size (audit, 2026-12-07)."""
+    assert _meta_features(timm_spec("swin_tiny_patch4_window7_224"), 448) == (1, 196, 768)
+    levit = timm_spec("levit_128")
+    assert (levit.patch, levit.layout) == (64, "map")
+    assert _meta_features(levit, 256) == (1, 16, 384) and _meta_features(levit, 448) == (1, 49, 384)
+    assert _meta_features(timm_spec("resnet18"), 448) == (1, 196, 512)  # not fixed-size: built as it is
+
+
 def test_a_local_checkpoint_is_loaded_and_errors_name_the_key(tmp_path):
     model = build_encoder(timm_spec("convnext_atto"), 64).backbone
     with torch.no_grad():
