@@ -129,16 +129,21 @@ def register_configs() -> None:
     _registered = True
 
 
-def _top_level_keys(config_name: str) -> set[str]:
+def _primary_keys(config_name: str) -> dict[str, set[str] | None]:
     """The root keys of a primary config (``conf/<name>.yaml``): its own keys, the groups its
-    defaults list composes (``device: cpu``) and those of the primary configs it includes."""
+    defaults list composes (``device: cpu``) and those of the primary configs it includes; each
+    with its sub-keys where the config gives it a mapping of settings (``grid``, ``workers``), else
+    None (a value, or a group whose options are checked where they are read)."""
     conf = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{config_name}.yaml"))
-    keys = set(conf) - {"defaults"}
+    keys: dict[str, set[str] | None] = {}
     for entry in conf.get("defaults", []):
         if isinstance(entry, str):
-            keys |= _top_level_keys(entry) if entry != "_self_" else set()
+            keys.update(_primary_keys(entry) if entry != "_self_" else {})
         else:
-            keys |= {group.removeprefix("override ") for group in entry} - {"hydra"}
+            keys.update({group.removeprefix("override "): None for group in entry if group != "hydra"})
+    for key, value in conf.items():
+        if key != "defaults":
+            keys[key] = set(value) if isinstance(value, dict) else None
     return keys
 
 
@@ -153,17 +158,23 @@ def check_known_keys(cfg: DictConfig, config_name: str = "workers") -> None:
     """Refuse config keys that nothing reads, naming them, before anything runs.
 
     Why: Hydra refuses ``tiling=2x2`` misspelt as ``tilling=2x2`` but tells the user to append it
-    with ``+tilling=2x2``, which it then accepts, and the sweep would run without tiling. The root,
-    the accuracy group and the search group are checked here (device, encoder and LLM options are
+    with ``+tilling=2x2``, which it then accepts, and the sweep would run without tiling. The root
+    (and the settings under ``grid`` and ``workers``), the accuracy group and the search group are
+    checked here (device, encoder and LLM options are
     checked where they are read, and the search space by :func:`fastvitsearch.space.validate_space`).
     ``config_name``: the primary config whose root keys are known (``workers``, the sweep's
     ``config`` plus the launcher's ``n``, as both build a :class:`~fastvitsearch.sweep.SweepSetup`;
     ``profile``; ``export``).
     """
-    known = _top_level_keys(config_name)
+    known = _primary_keys(config_name)
     for key in cfg:
         if key not in known:
-            raise _unknown(str(key), known)
+            raise _unknown(str(key), set(known))
+        settings, value = known[key], cfg[key]
+        if settings is not None and isinstance(value, DictConfig):
+            for sub in value:
+                if sub not in settings:
+                    raise _unknown(f"{key}.{sub}", settings)
     accuracy = cfg.get("accuracy")
     if accuracy is not None:
         allowed = {"sources", "metric", *SOURCE_TABLE}

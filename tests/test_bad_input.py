@@ -64,6 +64,8 @@ def _cfg(tmp_path, *overrides, name="config"):
             r"^accuracy.steps: unknown key; a source's settings go under its name \(accuracy.proxy.steps\)",
         ),
         (["+search.foo=1"], r"^search.foo: unknown key for search=grid"),
+        (["+grid.resolution=[64]"], r"^grid.resolution: unknown key; did you mean 'resolutions'\?"),
+        (["+workers.heartbeat=3"], r"^workers.heartbeat: unknown key; did you mean 'heartbeat_s'\?"),
         (["search=nsga2", "+space=hybrid", "+search.n_trial=3"], r"^search.n_trial: .*did you mean 'n_trials'\?"),
         # the search space, checked before any trial (or anchor training) runs
         (["search=random", "+space=hybrid", "+space.base_widht=[8]"], r"^space.base_widht: not a knob"),
