@@ -178,7 +178,7 @@ def _checked_token_rule(spec: TimmSpec, backbone: nn.Module) -> TimmSpec:
     resolution = timm_probe_resolution(spec, (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size"))
     try:
         if spec.layout == "map" and _fixed_input_size(spec.model):  # its size rounded to the reduction
-            backbone = _build_timm(spec, resolution, False, "meta", None)
+            backbone = _build_timm(dataclasses.replace(spec, checkpoint=None), resolution, False, "meta", None)
         with torch.no_grad():
             out = backbone.eval().forward_features(torch.empty(1, 3, resolution, resolution, device="meta"))
     except Exception:  # noqa: BLE001 - only a check: the real build reports what fails there

@@ -160,8 +160,8 @@ def check_known_keys(cfg: DictConfig, config_name: str = "workers") -> None:
     Why: Hydra refuses ``tiling=2x2`` misspelt as ``tilling=2x2`` but tells the user to append it
     with ``+tilling=2x2``, which it then accepts, and the sweep would run without tiling. The root
     (and the settings under ``grid`` and ``workers``), the accuracy group and the search group are
-    checked here (device, encoder and LLM options are
-    checked where they are read, and the search space by :func:`fastvitsearch.space.validate_space`).
+    checked here; device, encoder and LLM options are checked where they are read, and the search
+    space by :func:`fastvitsearch.space.validate_space`.
     ``config_name``: the primary config whose root keys are known (``workers``, the sweep's
     ``config`` plus the launcher's ``n``, as both build a :class:`~fastvitsearch.sweep.SweepSetup`;
     ``profile``; ``export``).

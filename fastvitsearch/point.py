@@ -120,9 +120,9 @@ def evaluate(
 
     Without a device only counts (and accuracy, which needs no timing); without an LLM only the
     encoder is timed and no accuracy is asked for (a VLM's accuracy is a point's with its LLM);
-    without sources (or metric) no accuracy is asked for. A source that has no value says why in ``refusals``. Cheap
-    first: a point whose TTFT is over ``ttft_budget_ms`` is not scored (a proxy source would
-    train a model for it); its record says so. Where the device's latency model predicts the
+    without sources (or metric) no accuracy is asked for. A source that has no value says why in
+    ``refusals``. Cheap first: a point whose TTFT is over ``ttft_budget_ms`` is not scored (a proxy
+    source would train a model for it); its record says so. Where the device's latency model predicts the
     encoder, a measured record keeps the prediction beside it (``encoder_ms_predicted``).
 
     ``screen`` (a search with ``screen_latency``): the encoder is predicted first;
