@@ -193,6 +193,23 @@ def _selected(cfg: DictConfig, group: str) -> dict[str, Any] | None:
     return OmegaConf.to_container(value, resolve=True) if value is not None else None
 
 
+#: grid shortcuts a sampler search does not read, and what its space does instead
+GRID_SHORTCUTS = {
+    "resolution": "it draws resolutions from space.resolution=[…]",
+    "llm": "it draws LLMs from space.llm=[…]",
+    "encoder": "the paper's encoders are its anchors (space.anchors) and it varies the hybrid builder's knobs",
+    "tiling": "a searched point is one image (tiling applies to grid points)",
+}
+
+
+def _refuse_grid_shortcuts(cfg: DictConfig, search: str) -> None:
+    """A sampler search draws its points from ``space``: ``resolution=[512]`` or ``llm=qwen2_7b``
+    would otherwise be ignored silently (they narrow a grid)."""
+    for key, instead in GRID_SHORTCUTS.items():
+        if cfg.get(key) is not None:
+            raise SpecError(key, f"narrows a grid, which search={search} does not use: {instead}")
+
+
 def study_fingerprint(cfg: DictConfig, objectives: dict[str, str]) -> dict[str, Any]:
     """What defines a study's results: where and how it is timed, how it is scored, what it optimizes.
     The grid (it may grow) and bookkeeping options (``force``, ``cache_dir``) are not part of it."""
@@ -274,6 +291,7 @@ class SweepSetup:
                 raise SpecError("space", f"search={search.name} needs a search space (space=hybrid)")
             if int(search.n_trials) < 1:
                 raise SpecError("search.n_trials", f"must be >= 1, got {search.n_trials}")
+            _refuse_grid_shortcuts(cfg, search.name)
             options = OmegaConf.to_container(search, resolve=True)
             space = OmegaConf.to_container(cfg.space, resolve=True)
             validate_space(space)

@@ -78,6 +78,10 @@ def _cfg(tmp_path, *overrides, name="config"):
         (["search=random", "+space=hybrid", "space.depth_scale.low=2"], r"^space.depth_scale: low \(2\) must not"),
         (["search=random", "+space=hybrid", "space.llm=[foo]"], r"^space.llm: unknown LLM 'foo'"),
         (["search=random", "+space=hybrid", "space.mlp_ratio=[]"], r"^space.mlp_ratio: needs at least one choice"),
+        # grid shortcuts a sampler search would ignore
+        (["search=random", "+space=hybrid", "resolution=[512]"], r"^resolution: narrows a grid, .* space.resolution"),
+        (["search=random", "+space=hybrid", "llm=qwen2_7b"], r"^llm: narrows a grid, .* space.llm"),
+        (["search=random", "+space=hybrid", "tiling=2x2"], r"^tiling: narrows a grid, .* one image"),
     ],
 )
 def test_bad_sweep_settings_name_their_key(tmp_path, overrides, message):
