@@ -121,6 +121,34 @@ def _fixed_input_size(name: str) -> bool:
     return bool(cfg and cfg.fixed_input_size)
 
 
+@functools.cache
+def _check_fixed_size(name: str, resolution: int) -> None:
+    """Refuse, naming ``resolution``, a fixed-size timm model that does not run at ``resolution``
+    even when built for it (EfficientFormer's attention biases stay at 7x7 whatever ``img_size``
+    says): one forward pass on the meta device, nothing allocated."""
+    import timm
+
+    native = int(timm.models.get_pretrained_cfg(name).input_size[-1])
+    if resolution == native:
+        return
+    try:
+        with torch.device("meta"):
+            try:
+                model = _create_timm(name, img_size=resolution)
+            except TypeError:
+                model = _create_timm(name)
+        with torch.no_grad():
+            model.eval().forward_features(torch.empty(1, 3, resolution, resolution, device="meta"))
+    except SpecError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure inside timm's model at this size
+        raise SpecError(
+            "resolution",
+            f"timm builds {name} for one input size and it does not run at {resolution} px "
+            f"({type(err).__name__}); use its own {native} px",
+        ) from None
+
+
 def _create_timm(name: str, **kwargs) -> nn.Module:
     import timm
 
@@ -210,6 +238,7 @@ def _build_timm(spec: TimmSpec, resolution: int, dynamic_size: bool, device, dty
     elif _fixed_input_size(spec.model):
         # a feature map sized when built (Swin's window grids, LeViT's attention biases): at this resolution
         kwargs = {"img_size": resolution}
+        _check_fixed_size(spec.model, resolution)
     else:
         kwargs = {}
     with torch.device(device or "cpu"):

@@ -62,6 +62,10 @@ def test_a_fixed_size_feature_map_model_is_built_at_the_resolution_asked():
     assert (levit.patch, levit.layout) == (64, "map")
     assert _meta_features(levit, 256) == (1, 16, 384) and _meta_features(levit, 448) == (1, 49, 384)
     assert _meta_features(timm_spec("resnet18"), 448) == (1, 196, 512)  # not fixed-size: built as it is
+    # EfficientFormer's attention biases stay at 7x7 whatever img_size says: refused at another size
+    with pytest.raises(SpecError, match=r"^resolution: timm builds efficientformer_l1 for one input size .* 224 px"):
+        _meta_features(timm_spec("efficientformer_l1"), 448)
+    assert _meta_features(timm_spec("efficientformer_l1"), 224)[1] == 49
 
 
 def test_a_local_checkpoint_is_loaded_and_errors_name_the_key(tmp_path):
