@@ -75,27 +75,57 @@ def write_tables(study: optuna.Study, directory: Path) -> pd.DataFrame:
 def load(path: str | Path, study_name: str | None = None) -> pd.DataFrame:
     """Results of a sweep as a DataFrame, from its folder, its ``study.db`` or a storage URL.
 
-    A folder or file path reads the SQLite study; a URL (``postgresql://…``) needs
-    ``study_name``. Missing studies raise a ``FileNotFoundError`` naming the path.
+    A folder or file path reads the SQLite study; a URL (``postgresql://…``) needs ``study_name``
+    when it holds several studies. Nothing is created on the way: a missing database or study is a
+    ``FileNotFoundError`` naming the path, the study or the URL, and a file that is not a study
+    database (e.g. the sweep's ``results.csv``) a ``ValueError`` saying what to pass instead.
     """
-    text = str(path)
-    if "://" in text:
-        url = text
-    else:
-        p = Path(path)
-        db = p / STUDY_DB if p.is_dir() else p
-        if not db.exists():
-            raise FileNotFoundError(f"path: no study database at {db}")
-        url = f"sqlite:///{db.resolve()}"
+    url = _study_url(path)
     import optuna
 
     storage = optuna.storages.RDBStorage(url)
+    names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
     if study_name is None:
-        summaries = optuna.study.get_all_study_summaries(storage)
-        if len(summaries) != 1:
-            raise ValueError(f"study_name: {len(summaries)} studies in {url}; name one")
-        study_name = summaries[0].study_name
+        if not names:
+            raise FileNotFoundError(f"path: no study in {url}")
+        if len(names) > 1:
+            raise ValueError(f"study_name: {len(names)} studies in {url} ({', '.join(sorted(names))}); name one")
+        study_name = names[0]
+    elif study_name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise FileNotFoundError(f"study_name: no study {study_name!r} in {url} (studies there: {known})")
     return trials_table(optuna.load_study(study_name=study_name, storage=storage))
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _study_url(path: str | Path) -> str:
+    """The storage URL of ``path``, refusing what would make Optuna create an empty database."""
+    text = str(path)
+    if "://" in text:
+        if text.startswith("sqlite:"):
+            from sqlalchemy.engine import make_url
+
+            database = make_url(text).database
+            if database and database != ":memory:" and not Path(database).exists():
+                raise FileNotFoundError(f"path: no study database at {database} (from {text})")
+        return text
+    p = Path(path)
+    db = p / STUDY_DB if p.is_dir() else p
+    if not db.exists():
+        raise FileNotFoundError(f"path: no study database at {db}")
+    with db.open("rb") as handle:
+        is_sqlite = handle.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+    if not is_sqlite:
+        hint = (
+            f"; it looks like a sweep's results table: pass its folder ({db.parent}) to read the study,"
+            " or read the table with load_folder"
+            if db.suffix in (".csv", ".parquet")
+            else ""
+        )
+        raise ValueError(f"path: {db} is not an SQLite study database{hint}")
+    return f"sqlite:///{db.resolve()}"
 
 
 def write_meta(directory: Path, meta: dict[str, Any]) -> None:

@@ -325,3 +325,26 @@ def test_an_encoder_key_its_form_does_not_read_is_refused(encoder, message):
 
     with pytest.raises(SpecError, match=message):
         resolve_encoder(encoder)
+
+
+def test_results_load_names_what_is_wrong_and_creates_nothing(tmp_path):
+    import optuna
+
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'study.db'}"
+    optuna.create_study(study_name="mine", storage=url).add_trial(
+        optuna.trial.create_trial(params={}, distributions={}, value=1.0)
+    )
+    assert len(results.load(folder)) == len(results.load(url)) == len(results.load(folder / "study.db")) == 1
+    with pytest.raises(FileNotFoundError, match=r"^study_name: no study 'other' in .* \(studies there: mine\)"):
+        results.load(folder, study_name="other")
+    (folder / "results.csv").write_text("trial,state,point\n")
+    with pytest.raises(ValueError, match=r"results\.csv is not an SQLite study database; .*pass its folder"):
+        results.load(folder / "results.csv")
+    with pytest.raises(FileNotFoundError, match=r"^path: no study database at .*none\.db"):
+        results.load(f"sqlite:///{tmp_path / 'none.db'}")
+    assert not (tmp_path / "none.db").exists()  # Optuna would have created an empty database
+    optuna.create_study(study_name="second", storage=url)
+    with pytest.raises(ValueError, match=r"^study_name: 2 studies in .* \(mine, second\); name one"):
+        results.load(folder)
