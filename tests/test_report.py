@@ -386,3 +386,24 @@ def test_dominance_says_which_wins_survive_the_error_bars():
     )
     table = dominance(rows, {"ttft_ms": "minimize", "accuracy": "maximize"})
     assert table.loc[0, "dominated_by"] == "near@1024+q, far@512+q" and table.loc[0, "beyond_errors"] == "far@512+q"
+
+
+def test_a_comparison_refuses_what_it_cannot_compare_and_keeps_same_named_sweeps_apart(tmp_path):
+    from fastvitsearch.report.compare import build_comparison
+    from fastvitsearch.results import TableError
+
+    folders = []
+    for host, ms in (("a", [7000.0, 4300.0, 2000.0]), ("b", [3500.0, 2150.0, 1000.0])):
+        folder = tmp_path / host / "runtime_compare" / "eager"  # the same study name on two hosts
+        folder.mkdir(parents=True)
+        _encoder_rows("eager", ms).to_csv(folder / "results.csv", index=False)
+        folders.append(folder)  # no meta.json (e.g. a study only prepared by workers n=0)
+    with pytest.raises(TableError, match=r"^sweep_dirs: .* is given twice"):
+        build_comparison([folders[0], folders[0] / ".." / "eager"], tmp_path / "out")
+    text = build_comparison(folders, tmp_path / "out").read_text()  # no experiment in meta: no crash
+    assert f"eager [cpu eager fp32] ({folders[0]})" in text and f"eager [cpu eager fp32] ({folders[1]})" in text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _encoder_rows("eager", [7000.0, 4300.0, 2000.0]).iloc[0:0].to_csv(empty / "results.csv", index=False)
+    with pytest.raises(TableError, match=r"^sweep_dirs: no point has encoder_ms in every sweep .*empty: 0"):
+        build_comparison([folders[0], empty], tmp_path / "out2")

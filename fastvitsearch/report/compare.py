@@ -17,7 +17,7 @@ import pandas as pd
 from fastvitsearch import paper
 from fastvitsearch.paper import CITATION
 from fastvitsearch.report import data, html, png
-from fastvitsearch.results import load_folder
+from fastvitsearch.results import TableError, load_folder
 
 PAPER = "paper M1 Max (published)"
 
@@ -73,6 +73,9 @@ def comparison(sweeps: list[Sweep]) -> ComparisonInfo:
                 )
     values = pd.DataFrame(rows, columns=["point", "sweep", "ms", "source"])
     shared = set.intersection(*(set(values[values["sweep"] == label]["point"]) for label, _ in done)) if done else set()
+    if not shared:
+        counts = ", ".join(f"{label}: {values['sweep'].eq(label).sum()}" for label, _ in done)
+        raise TableError(f"sweep_dirs: no point has {metric} in every sweep (points that have it: {counts})")
     values = values[values["point"].isin(shared)]
     first = done[0][1] if done else pd.DataFrame()
     published = []
@@ -130,12 +133,23 @@ def _fronts_section(sweeps: list[Sweep], out: Path) -> list[tuple[str, str]]:
 
 
 def build_comparison(folders: list[str | Path], out_dir: str | Path | None = None) -> Path:
-    sweeps = []
-    for folder in map(Path, folders):
-        table, meta = load_folder(folder)
-        sweeps.append(Sweep(sweep_label(table, meta, folder), table, meta))
+    paths = [Path(folder) for folder in folders]
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        if path.resolve() in seen:
+            raise TableError(f"sweep_dirs: {seen[path.resolve()]} is given twice; compare different sweeps")
+        seen[path.resolve()] = path
+    loaded = [(path, *load_folder(path)) for path in paths]
+    labels = [sweep_label(table, meta, path) for path, table, meta in loaded]
+    # two studies of the same name on the same device would share one bar colour: the folder tells them apart
+    labels = [
+        f"{label} ({path})" if labels.count(label) > 1 else label
+        for label, (path, _, _) in zip(labels, loaded, strict=True)
+    ]
+    sweeps = [Sweep(label, table, meta) for label, (_, table, meta) in zip(labels, loaded, strict=True)]
     experiments = {s.meta.get("experiment") for s in sweeps}
-    out = Path(out_dir) if out_dir else Path("reports") / (experiments.pop() if len(experiments) == 1 else "compare")
+    shared = experiments.pop() if len(experiments) == 1 else None
+    out = Path(out_dir) if out_dir else Path("reports") / (shared or "compare")
     out = out / "comparison" if out_dir is None else out
     out.mkdir(parents=True, exist_ok=True)
     info = comparison(sweeps)
