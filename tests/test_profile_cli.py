@@ -38,7 +38,9 @@ def test_a_cnn_counts_zero_linear_and_attention_macs_and_its_table_prints():
     assert row["macs_linear"] == 0 and row["macs_attention"] == 0 and row["macs_conv"] == row["macs"]
     table = records_table([row, {**row, "resolution": 0, "macs_linear": None}])  # one counted before the fix
     (line,) = [line for line in table.splitlines() if line.startswith("MACs linear")]
-    assert line.split()[2:] == ["0.00", "G", "-"]
+    assert line.split()[2:] == ["0.00", "M", "-"]  # resnet18 at 64 px: 0.15 GMACs, shown in M
+    (total,) = [line for line in table.splitlines() if line.startswith("MACs total")]
+    assert total.split()[2:4] == [f"{row['macs'] / 1e6:,.2f}", "M"]
 
 
 def test_accuracy_needs_an_llm_but_no_device():

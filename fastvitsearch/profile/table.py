@@ -26,9 +26,17 @@ def _ms(row: dict[str, Any], part: str) -> str:
     return text
 
 
+def _macs_unit(rows: Sequence[dict[str, Any]]) -> tuple[float, str]:
+    """One unit for every MACs cell (so columns compare): G, or M/k when the largest count is below a
+    billion (a tiny test encoder at 64 px would read 0.00 G)."""
+    largest = max((r["macs"] for r in rows), default=0)
+    return next(((scale, unit) for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if largest >= scale), (1, ""))
+
+
 def records_table(rows: Sequence[dict[str, Any]]) -> str:
     """One column per (encoder, resolution); rows say what was counted or timed, and sources below."""
     columns = {}
+    scale, unit = _macs_unit(rows)
     sources: dict[str, set[str]] = {}
     for r in rows:
         column = {
@@ -37,11 +45,11 @@ def records_table(rows: Sequence[dict[str, Any]]) -> str:
             "feature width": str(r["feature_width"]),
             "params (train form)": f"{r['params'] / 1e6:,.2f} M",
             "params (reparameterized)": f"{r['params_reparameterized'] / 1e6:,.2f} M",
-            "MACs total": f"{r['macs'] / 1e9:,.2f} G",
+            "MACs total": f"{r['macs'] / scale:,.2f} {unit}",
         }
         column.update(
             {  # None in records counted before a class with no MACs was reported as 0
-                f"MACs {op}": "-" if r.get(f"macs_{op}") is None else f"{r[f'macs_{op}'] / 1e9:,.2f} G"
+                f"MACs {op}": "-" if r.get(f"macs_{op}") is None else f"{r[f'macs_{op}'] / scale:,.2f} {unit}"
                 for op in ("conv", "linear", "attention")
             }
         )
