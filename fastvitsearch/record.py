@@ -23,7 +23,8 @@ LATENCY_PARTS = ("encoder_ms", "projector_ms", "prefill_ms", "ttft_ms")
 #: predicted beside a measured one (``device.latency=both`` or a screened search), the accuracy
 SOURCED_FIELDS = (*LATENCY_PARTS, "encoder_ms_predicted", "accuracy")
 #: timing statistics of a measured part that get their own columns (``<part>_<stat>``)
-#: (``other_cpu``: CPU cores other processes used while it was timed, from its environment)
+#: (``other_cpu``: CPU cores other processes used while it was timed, from its environment;
+#: ``measured_at``: when, in UTC, which tells a timing reused from the cache from one of this run)
 _STATS = {
     "iqr": ("iqr_ms",),
     "p90": ("p90_ms",),
@@ -31,6 +32,7 @@ _STATS = {
     "noisy": ("noisy",),
     "cached": ("cached",),
     "other_cpu": ("environment", "other_processes_cpu_cores"),
+    "measured_at": ("environment", "measured_at"),
 }
 
 

@@ -1,5 +1,7 @@
 """Timing protocol, runtimes, LLM prefill FLOPs and builder, latency models, TTFT, cache."""
 
+import re
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -45,9 +47,11 @@ def test_protocol_records_statistics_and_environment():
         "dtype",
         "batch",
         "other_processes_cpu_cores",
+        "measured_at",
     ):
         assert key in timing.environment
     assert timing.environment["threads"] == 1
+    assert re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ", timing.environment["measured_at"])  # UTC
     assert torch.get_num_threads() == threads_before  # restored after timing with 1 thread
 
 

@@ -41,6 +41,12 @@ def test_a_cnn_counts_zero_linear_and_attention_macs_and_its_table_prints():
     assert line.split()[2:] == ["0.00", "M", "-"]  # resnet18 at 64 px: 0.15 GMACs, shown in M
     (total,) = [line for line in table.splitlines() if line.startswith("MACs total")]
     assert total.split()[2:4] == [f"{row['macs'] / 1e6:,.2f}", "M"]
+    timed = {"encoder_ms": 5.0, "encoder_ms_source": "measured:cpu", "threads": 1, "device_fingerprint": "cpu-x"}
+    timed |= {"runtime": "eager", "encoder_ms_measured_at": "2026-12-03T10:00:00Z", "encoder_ms_cached": True}
+    fresh = {**row, **timed, "resolution": 128, "encoder_ms_measured_at": "2026-12-07T18:00:00Z"}
+    fresh["encoder_ms_cached"] = False
+    table = records_table([{**row, **timed}, fresh])
+    assert "encoder timed at: 2026-12-03T10:00:00Z to 2026-12-07T18:00:00Z (1 of 2 from the measurement cache" in table
 
 
 def test_accuracy_needs_an_llm_but_no_device():

@@ -407,3 +407,25 @@ def test_a_comparison_refuses_what_it_cannot_compare_and_keeps_same_named_sweeps
     _encoder_rows("eager", [7000.0, 4300.0, 2000.0]).iloc[0:0].to_csv(empty / "results.csv", index=False)
     with pytest.raises(TableError, match=r"^sweep_dirs: no point has encoder_ms in every sweep .*empty: 0"):
         build_comparison([folders[0], empty], tmp_path / "out2")
+
+
+def test_the_device_section_says_when_timings_were_taken_and_how_many_were_reused(tmp_path, table):
+    """A cached timing may come from another day on a VM whose speed drifts: the report says over
+    which span the timings were taken and how many came from the cache (read back from the CSV)."""
+    n = len(table)
+    stamps = [f"2026-12-0{3 + i % 2}T10:00:0{i}Z" for i in range(n)]
+    table = table.assign(
+        device_fingerprint="cpu-aaa",
+        encoder_ms_measured_at=stamps,
+        encoder_ms_cached=[i % 2 == 0 for i in range(n)],
+        prefill_ms_measured_at="2026-12-05T09:00:00Z",
+        prefill_ms_cached=False,
+    )
+    report = build_report(_fixture_folder(tmp_path, table), tmp_path / "report")
+    (row,) = data.devices(results_load(tmp_path / "sweeps" / "demo" / "study")[0]).to_dict("records")
+    assert row["timed_from"] == "2026-12-03T10:00:00Z" and row["timed_to"] == "2026-12-05T09:00:00Z"
+    done = data.profiled(table)  # timed trials only
+    reused = int(done["encoder_ms_cached"].sum())
+    assert reused > 0 and row["timings_cached"] == f"{reused} of {2 * len(done)}"
+    page = report.html.read_text()
+    assert "2026-12-05T09:00:00Z" in page and "reused from the measurement cache" in page

@@ -81,6 +81,18 @@ def records_table(rows: Sequence[dict[str, Any]]) -> str:
                 f"runtime={timed['runtime']}, other processes' CPU={timed.get('encoder_ms_other_cpu')} cores, "
                 + versions
             )
+            when = sorted({r["encoder_ms_measured_at"] for r in rows if r.get("encoder_ms_measured_at")})
+            if when:
+                reused = sum(bool(r.get("encoder_ms_cached")) for r in rows)
+                notes.append(
+                    f"encoder timed at: {when[0]}"
+                    + (f" to {when[-1]}" if len(when) > 1 else "")
+                    + (
+                        f" ({reused} of {len(rows)} from the measurement cache; device.force=true times again)"
+                        if reused
+                        else ""
+                    )
+                )
         uncounted = sorted({op for r in rows for op in r["uncounted_ops"]})
         notes.append(f"not counted (no multiply-adds by convention): {', '.join(uncounted)}")
     return "\n".join([table, *notes])

@@ -277,6 +277,8 @@ def measure(
         "other_processes_cpu_cores": other_cores,
         "warmup_runs": done,
         "allocator": allocator,
+        # when: a cached timing may come from an earlier run, and this VM's speed drifts between runs
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **versions(),
         **(context or {}),
     }

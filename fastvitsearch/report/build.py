@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastvitsearch.claims import TOLERANCE as CLAIM_TOLERANCE
 from fastvitsearch.claims import claims_table
@@ -20,6 +20,9 @@ from fastvitsearch.pareto import pareto_front
 from fastvitsearch.report import data, html, png
 from fastvitsearch.report.stamp import BUILT_FROM, inputs_digest, is_current
 from fastvitsearch.results import load_folder
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FRONT_COLUMNS = [
     "point",
@@ -251,6 +254,18 @@ def default_report_dir(sweep_dir: Path, meta: dict) -> Path:
     return root / "reports" / experiment / study
 
 
+def _cache_note(hardware: pd.DataFrame) -> str:
+    """Why a span of timing times matters: a cached timing comes from an earlier run."""
+    reused = [str(n) for n in hardware.get("timings_cached", []) if isinstance(n, str) and not n.startswith("0 ")]
+    if not reused:
+        return ""
+    return (
+        '<p class="note">Some timings were reused from the measurement cache (taken in an earlier run, '
+        "between the times shown). Ratios are safest within one run: on a machine whose speed drifts, "
+        "<code>device.force=true</code> times every point again.</p>"
+    )
+
+
 def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, only_if_changed: bool = False) -> Report:
     """Write the report; with ``only_if_changed`` an existing report built from the same results
     table and meta is kept as it is (a rerun of a finished sweep rebuilds nothing)."""
@@ -322,7 +337,7 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, only_
             ),
         )
     elif len(hardware):
-        sections.append(("Device", html.table_html(hardware)))
+        sections.append(("Device", html.table_html(hardware) + _cache_note(hardware)))
     problems = data.failed_and_noisy(table)
     sections.append(
         (

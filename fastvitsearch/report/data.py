@@ -128,24 +128,45 @@ def objective_scatter(table: pd.DataFrame, objectives: dict[str, str]) -> Scatte
     return ScatterInfo(x, y, done, front)
 
 
+def _true(value: object) -> bool:
+    """A flag read back from a CSV table (``True``, ``'True'``, ``1``) as a bool."""
+    return value is True or str(value).strip().lower() in ("true", "1", "1.0")
+
+
+#: the measured parts whose timing times span a device's row in :func:`devices`
+TIMED_PARTS = ("encoder_ms", "projector_ms", "prefill_ms")
+
+
 def devices(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per device fingerprint: its name, trial count and median encoder latency.
+    """One row per device fingerprint: its name, trial count, median encoder latency, and when its
+    timings were taken (first and last, UTC) with how many were reused from the cache.
 
     Timings from different hardware must never mix silently: when there is more than one row,
-    the report says so and labels every bar with its device.
+    the report says so and labels every bar with its device. Timings of one device taken on
+    different days may mix (the cache reuses them), so the row says over which span.
     """
     done = profiled(table)
+    columns = ["device_fingerprint", "device", "trials", "median_encoder_ms"]
+    columns += ["timed_from", "timed_to", "timings_cached"]
     if done.empty or "device_fingerprint" not in done:
-        return pd.DataFrame(columns=["device_fingerprint", "device", "trials", "median_encoder_ms"])
+        return pd.DataFrame(columns=columns)
     grouped = done.groupby(done["device_fingerprint"].fillna(done["device"]))
-    return pd.DataFrame(
-        {
-            "device_fingerprint": list(grouped.groups),
-            "device": [g["device"].iloc[0] for _, g in grouped],
-            "trials": [len(g) for _, g in grouped],
-            "median_encoder_ms": [float(g["encoder_ms"].median()) if "encoder_ms" in g else None for _, g in grouped],
-        }
-    )
+    rows = []
+    for fingerprint, g in grouped:
+        times = pd.concat([g[f"{p}_measured_at"] for p in TIMED_PARTS if f"{p}_measured_at" in g]).dropna()
+        cached = pd.concat([g[f"{p}_cached"] for p in TIMED_PARTS if f"{p}_cached" in g]).dropna()
+        rows.append(
+            {
+                "device_fingerprint": fingerprint,
+                "device": g["device"].iloc[0],
+                "trials": len(g),
+                "median_encoder_ms": float(g["encoder_ms"].median()) if "encoder_ms" in g else None,
+                "timed_from": min(times) if len(times) else None,
+                "timed_to": max(times) if len(times) else None,
+                "timings_cached": f"{int(cached.map(_true).sum())} of {len(cached)}" if len(cached) else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
 
 
 def ttft_breakdown(table: pd.DataFrame) -> pd.DataFrame:
