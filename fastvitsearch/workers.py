@@ -23,7 +23,7 @@ import optuna
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from fastvitsearch.config import register_configs
+from fastvitsearch.config import check_known_keys, register_configs
 from fastvitsearch.results import write_tables
 from fastvitsearch.spec import SpecError
 from fastvitsearch.sweep import SweepSetup, finish, run_sweep
@@ -62,10 +62,45 @@ def worker_command(overrides: list[str], worker_id: int) -> list[str]:
     return [sys.executable, "-m", "fastvitsearch.sweep", *kept, "worker=true", f"worker_id={worker_id}", "report=false"]
 
 
+def check_cores(cfg: DictConfig) -> None:
+    """Refuse local workers whose timings would share cores: ``n`` workers each timing with
+    ``device.threads`` threads need that many cores, or every timing waits on another worker's
+    (on this project's 2-core VM a busy neighbour core made inference ~15x slower). A GPU is
+    one device for all workers here, so ``device=cuda`` takes one local worker per GPU.
+    ``workers.shared_cores=true`` accepts the contention (throughput tests, fault drills)."""
+    device = cfg.get("device") or {}
+    name = device.get("name")
+    if cfg.n <= 1 or name not in ("cpu", "cuda") or (cfg.get("workers") or {}).get("shared_cores"):
+        return
+    if name == "cpu":
+        threads = int(device.get("threads") or 1)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if cfg.n * threads > cores:
+            raise SpecError(
+                "n",
+                f"{cfg.n} workers x device.threads={threads} need {cfg.n * threads} cores to time without "
+                f"waiting on each other; this machine has {cores}: use n<={max(1, cores // threads)} "
+                "(workers.shared_cores=true accepts contended timings)",
+            )
+        return
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if cfg.n > gpus:
+        raise SpecError(
+            "n",
+            f"{cfg.n} local workers would time on {gpus} GPU(s) at once; use n<={max(1, gpus)}, or start one "
+            "worker per GPU yourself (CUDA_VISIBLE_DEVICES) as on a cluster (workers.shared_cores=true "
+            "accepts contended timings)",
+        )
+
+
 def launch(cfg: DictConfig, overrides: list[str]) -> int:
     """Prepare, run ``cfg.n`` workers, then write the table. Returns the number of failed workers."""
     if isinstance(cfg.n, bool) or not isinstance(cfg.n, int) or cfg.n < 0:
         raise SpecError("n", f"the number of workers must be a whole number >= 0, got {cfg.n!r}")
+    check_known_keys(cfg, "workers")  # before any check reads a setting a typo would hide
+    check_cores(cfg)
     study = prepare(cfg)
     overrides = [*overrides, *training_threads(cfg, overrides, int(cfg.n))]
     processes = [subprocess.Popen(worker_command(overrides, i)) for i in range(int(cfg.n))]

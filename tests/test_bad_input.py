@@ -257,6 +257,24 @@ def test_workers_refuse_a_negative_or_non_numeric_count(tmp_path):
             launch(cfg, [])
 
 
+def test_workers_refuse_more_timing_workers_than_cores(tmp_path, monkeypatch):
+    """Local workers timing on a CPU each need their own cores: more is refused naming ``n``
+    (their timings would wait on each other), unless workers.shared_cores=true or nothing is timed."""
+    import os
+
+    from fastvitsearch.workers import check_cores
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    with pytest.raises(SpecError, match=r"^n: 3 workers x device.threads=1 need 3 cores .* has 2: use n<=2"):
+        check_cores(_cfg(tmp_path, "+experiment=smoke", "n=3", name="workers"))
+    with pytest.raises(SpecError, match=r"^n: 2 workers x device.threads=2 need 4 cores"):
+        check_cores(_cfg(tmp_path, "+experiment=smoke", "n=2", "device.threads=2", name="workers"))
+    check_cores(_cfg(tmp_path, "+experiment=smoke", "n=2", name="workers"))
+    check_cores(_cfg(tmp_path, "+experiment=smoke", "n=3", "workers.shared_cores=true", name="workers"))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        check_cores(compose(config_name="workers", overrides=["+experiment=res_vs_llm", "n=3", "device=paper_m1max"]))
+
+
 def test_two_sweeps_on_one_storage_url_do_not_both_run(tmp_path):
     """Different output folders, one shared storage URL and study: the second is refused while the
     first runs (it would fail the first one's running trials as interrupted)."""
