@@ -151,3 +151,18 @@ def test_calibrated_prefill_is_predicted_with_its_error(tmp_path):
     assert record["prefill_ms_error"] is not None
     # 4 visual tokens are below the 16-token calibration: the sum says a part was extrapolated
     assert record["ttft_ms_source"] == "predicted:sum of parts (measured + predicted), extrapolated"
+
+
+def test_a_prediction_asked_for_a_kind_the_model_cannot_decompose_says_why_it_was_measured():
+    from fastvitsearch.profile.__main__ import _unpredicted_note
+
+    measured = {"encoder_ms": 5.0, "encoder_ms_source": "measured:cpu", "spec": {"kind": "timm"}}
+    predicted = {**measured, "encoder_ms_source": "predicted:latency-model@cpu/eager", "spec": {"kind": "hybrid"}}
+    cfg = _cfg("encoder=timm", "encoder.model=resnet18", "device=cpu", "device.latency=predicted")
+    note = _unpredicted_note(cfg, [measured])
+    assert note.startswith("note: device.latency=predicted: the latency model decomposes hybrid and vit encoders")
+    assert "not 'timm' ones" in note
+    assert _unpredicted_note(cfg, [predicted]) is None
+    assert _unpredicted_note(_cfg("encoder=timm", "encoder.model=resnet18", "device=cpu"), [measured]) is None
+    both = _cfg("encoder=timm", "encoder.model=resnet18", "device=cpu", "device.latency=both")
+    assert "device.latency=both" in _unpredicted_note(both, [measured])

@@ -56,6 +56,26 @@ def profile(cfg: DictConfig) -> list[dict[str, Any]]:
     ]
 
 
+def _unpredicted_note(cfg: DictConfig, records: list[dict[str, Any]]) -> str | None:
+    """Why a prediction asked for is missing: the latency model decomposes only some encoder kinds
+    (work units), the others are measured; the source column says 'measured', this says why."""
+    mode = (cfg.get("device") or {}).get("latency")
+    if mode not in ("predicted", "both"):
+        return None
+    column = "encoder_ms" if mode == "predicted" else "encoder_ms_predicted"
+    missing = [r for r in records if not str(r.get(f"{column}_source") or "").startswith("predicted")]
+    if not missing or not any(r.get("encoder_ms") is not None for r in missing):
+        return None
+    from fastvitsearch.profile.work_units import UNIT_RULES
+
+    kinds = " and ".join(UNIT_RULES)
+    kind = (missing[0].get("spec") or {}).get("kind")
+    return (
+        f"note: device.latency={mode}: the latency model decomposes {kinds} encoders, not {kind!r} ones, "
+        "so this encoder's latency was measured and not predicted"
+    )
+
+
 register_configs()
 
 
@@ -67,6 +87,8 @@ def main(cfg: DictConfig) -> None:
         records = profile(cfg)
     except (SpecError, RuntimeMismatch) as err:
         sys.exit(f"error: {err}")
+    if note := _unpredicted_note(cfg, records):
+        print(note, file=sys.stderr)
     if cfg.format == "json":
         for record in records:
             print(json.dumps(record, default=str))
