@@ -86,3 +86,9 @@ def test_a_hybrid_is_built_once_for_counting_at_every_resolution(monkeypatch):
     for resolution in (64, 128):
         count.count_encoder(get_spec("tiny_vit"), resolution)
     assert built.count("tiny_vit") == 4
+
+
+def test_a_module_with_no_multiply_adds_counts_zero_instead_of_crashing():
+    """FlopCounterMode reports no "Global" entry when nothing multiplies (a pooling-only module)."""
+    macs = count_macs(torch.nn.AvgPool2d(2), torch.empty(1, 3, 64, 64, device="meta"))
+    assert macs.macs == 0 and all(macs.macs_by_op[c] == 0 for c in CLASSES)

@@ -142,7 +142,7 @@ def _macs_by_op_class(model: nn.Module, flops_by_module: dict[str, dict[Any, int
     def total(ops: dict[Any, int]) -> int:
         return sum(ops.values())
 
-    everything = flops_by_module["Global"]
+    everything = flops_by_module.get("Global", {})  # absent when nothing multiplies (e.g. an identity module)
     conv = sum(f for op, f in everything.items() if op in _CONV_OPS)
     linear = sum(total(ops) for fqn, ops in flops_by_module.items() if isinstance(modules.get(fqn), nn.Linear))
     attention = 0

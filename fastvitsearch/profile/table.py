@@ -45,11 +45,11 @@ def records_table(rows: Sequence[dict[str, Any]]) -> str:
             "feature width": str(r["feature_width"]),
             "params (train form)": f"{r['params'] / 1e6:,.2f} M",
             "params (reparameterized)": f"{r['params_reparameterized'] / 1e6:,.2f} M",
-            "MACs total": f"{r['macs'] / scale:,.2f} {unit}",
+            "MACs total": f"{r['macs'] / scale:,.2f} {unit}".rstrip(),
         }
         column.update(
             {  # None in records counted before a class with no MACs was reported as 0
-                f"MACs {op}": "-" if r.get(f"macs_{op}") is None else f"{r[f'macs_{op}'] / scale:,.2f} {unit}"
+                f"MACs {op}": "-" if r.get(f"macs_{op}") is None else f"{r[f'macs_{op}'] / scale:,.2f} {unit}".rstrip()
                 for op in ("conv", "linear", "attention")
             }
         )
