@@ -128,11 +128,6 @@ def objective_scatter(table: pd.DataFrame, objectives: dict[str, str]) -> Scatte
     return ScatterInfo(x, y, done, front)
 
 
-def _true(value: object) -> bool:
-    """A flag read back from a CSV table (``True``, ``'True'``, ``1``) as a bool."""
-    return value is True or str(value).strip().lower() in ("true", "1", "1.0")
-
-
 #: the measured parts whose timing times span a device's row in :func:`devices`
 TIMED_PARTS = ("encoder_ms", "projector_ms", "prefill_ms")
 
@@ -163,7 +158,7 @@ def devices(table: pd.DataFrame) -> pd.DataFrame:
                 "median_encoder_ms": float(g["encoder_ms"].median()) if "encoder_ms" in g else None,
                 "timed_from": min(times) if len(times) else None,
                 "timed_to": max(times) if len(times) else None,
-                "timings_cached": f"{int(cached.map(_true).sum())} of {len(cached)}" if len(cached) else None,
+                "timings_cached": f"{int(cached.isin([True, 'True']).sum())} of {len(cached)}" if len(cached) else None,
             }
         )
     return pd.DataFrame(rows, columns=columns)
