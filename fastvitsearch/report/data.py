@@ -161,7 +161,9 @@ def devices(table: pd.DataFrame) -> pd.DataFrame:
                 "timings_cached": f"{int(cached.isin([True, 'True']).sum())} of {len(cached)}" if len(cached) else None,
             }
         )
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns)
+    # published or user's latencies were never timed here: no span to show
+    return frame.drop(columns=[c for c in ("timed_from", "timed_to", "timings_cached") if frame[c].isna().all()])
 
 
 def ttft_breakdown(table: pd.DataFrame) -> pd.DataFrame:
