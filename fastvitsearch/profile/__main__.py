@@ -47,6 +47,9 @@ def profile(cfg: DictConfig) -> list[dict[str, Any]]:
     sources = make_sources(accuracy["sources"], accuracy) if accuracy else []
     if sources and llm is None:
         raise SpecError("llm", "accuracy is a VLM's: name the LLM the encoder feeds (llm=qwen2_0_5b, …)")
+    for source in sources:  # as the sweep says them: e.g. a results file's skipped rows, with file:line
+        for line in source.diagnostics():
+            print(f"accuracy source {source.name}: {line}", file=sys.stderr)
     label = encoder_label(encoder_cfg, spec)
     tiling = parse_tiling(cfg.get("tiling"))
     metric = accuracy["metric"] if accuracy else None
