@@ -170,9 +170,9 @@ def test_a_prediction_asked_for_a_kind_the_model_cannot_decompose_says_why_it_wa
 
 def test_a_results_files_skipped_rows_are_said_in_profile_as_in_a_sweep(tmp_path, capsys):
     path = tmp_path / "mine.csv"
-    path.write_text("encoder,resolution,llm,metric,value\nfastvithd,1024,qwen2_0_5b,TextVQA,abc\n")
-    overrides = ["encoder=fastvithd", "resolution=1024", "llm=qwen2_0_5b", "accuracy=results_file"]
+    path.write_text("encoder,resolution,llm,metric,value\ntiny_fastvithd,64,qwen2_0_5b,TextVQA,abc\n")
+    overrides = ["encoder=tiny_fastvithd", "resolution=64", "llm=qwen2_0_5b", "accuracy=results_file"]
     (row,) = profile(_cfg(*overrides, f"accuracy.results_file.path={path}"))
-    assert row["accuracy_source"].startswith("published")  # the bad row is skipped, the next source answers
+    assert row["accuracy"] is None  # the bad row is skipped (and the paper has no tiny encoder)
     said = capsys.readouterr().err
     assert f"accuracy source results_file: {path}:2: could not convert string to float: 'abc'" in said
