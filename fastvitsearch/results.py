@@ -73,7 +73,8 @@ def write_tables(study: optuna.Study, directory: Path) -> pd.DataFrame:
 
 
 def load(path: str | Path, study_name: str | None = None) -> pd.DataFrame:
-    """Results of a sweep as a DataFrame, from its folder, its ``study.db`` or a storage URL.
+    """Results of a sweep as a DataFrame, from its folder, its ``study.db``, a storage URL or the
+    sweep's ``journal:<file>``.
 
     A folder or file path reads the SQLite study; a URL (``postgresql://…``) needs ``study_name``
     when it holds several studies. Nothing is created on the way: a missing database or study is a
@@ -83,7 +84,12 @@ def load(path: str | Path, study_name: str | None = None) -> pd.DataFrame:
     url = _study_url(path)
     import optuna
 
-    storage = optuna.storages.RDBStorage(url)
+    if url.startswith("journal:"):  # the sweep's storage=journal:<file> (shared file systems)
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    else:
+        storage = optuna.storages.RDBStorage(url)
     names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
     if study_name is None:
         if not names:
@@ -103,6 +109,10 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 def _study_url(path: str | Path) -> str:
     """The storage URL of ``path``, refusing what would make Optuna create an empty database."""
     text = str(path)
+    if text.startswith("journal:"):
+        if not Path(text.removeprefix("journal:")).is_file():
+            raise FileNotFoundError(f"path: no journal file at {text.removeprefix('journal:')}")
+        return text
     if "://" in text:
         if text.startswith("sqlite:"):
             from sqlalchemy.engine import make_url

@@ -366,3 +366,12 @@ def test_results_load_names_what_is_wrong_and_creates_nothing(tmp_path):
     optuna.create_study(study_name="second", storage=url)
     with pytest.raises(ValueError, match=r"^study_name: 2 studies in .* \(mine, second\); name one"):
         results.load(folder)
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "journal.log"  # the sweep's storage=journal:<file>
+    optuna.create_study(
+        study_name="shared", storage=optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    ).add_trial(optuna.trial.create_trial(params={}, distributions={}, value=2.0))
+    assert len(results.load(f"journal:{journal}")) == 1
+    with pytest.raises(FileNotFoundError, match=r"^path: no journal file at .*none\.log"):
+        results.load(f"journal:{tmp_path / 'none.log'}")
