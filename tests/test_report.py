@@ -429,3 +429,5 @@ def test_the_device_section_says_when_timings_were_taken_and_how_many_were_reuse
     assert reused > 0 and row["timings_cached"] == f"{reused} of {2 * len(done)}"
     page = report.html.read_text()
     assert "2026-12-05T09:00:00Z" in page and "reused from the measurement cache" in page
+    older = table.drop(columns=[c for c in table if c.endswith(("_measured_at", "_cached"))])  # before the columns
+    assert list(data.devices(older)["trials"]) == [len(done)] and "timed_from" not in data.devices(older)

@@ -132,6 +132,13 @@ def objective_scatter(table: pd.DataFrame, objectives: dict[str, str]) -> Scatte
 TIMED_PARTS = ("encoder_ms", "projector_ms", "prefill_ms")
 
 
+def _timed_values(table: pd.DataFrame, stat: str) -> pd.Series:
+    """Every timed part's ``<part>_<stat>`` values in one series, empty for tables written before
+    the column existed."""
+    columns = [table[f"{part}_{stat}"] for part in TIMED_PARTS if f"{part}_{stat}" in table]
+    return pd.concat(columns).dropna() if columns else pd.Series(dtype=object)
+
+
 def devices(table: pd.DataFrame) -> pd.DataFrame:
     """One row per device fingerprint: its name, trial count, median encoder latency, and when its
     timings were taken (first and last, UTC) with how many were reused from the cache.
@@ -148,8 +155,7 @@ def devices(table: pd.DataFrame) -> pd.DataFrame:
     grouped = done.groupby(done["device_fingerprint"].fillna(done["device"]))
     rows = []
     for fingerprint, g in grouped:
-        times = pd.concat([g[f"{p}_measured_at"] for p in TIMED_PARTS if f"{p}_measured_at" in g]).dropna()
-        cached = pd.concat([g[f"{p}_cached"] for p in TIMED_PARTS if f"{p}_cached" in g]).dropna()
+        times, cached = _timed_values(g, "measured_at"), _timed_values(g, "cached")
         rows.append(
             {
                 "device_fingerprint": fingerprint,
