@@ -66,7 +66,7 @@ def check_cores(cfg: DictConfig) -> None:
     """Refuse local workers whose timings would share cores: ``n`` workers each timing with
     ``device.threads`` threads need that many cores, or every timing waits on another worker's
     (on this project's 2-core VM a busy neighbour core made inference ~15x slower). A GPU is
-    one device for all workers here, so ``device=cuda`` takes one local worker per GPU.
+    one device per worker, so ``device=cuda`` takes one local worker per GPU (:func:`worker_env`).
     ``workers.shared_cores=true`` accepts the contention (throughput tests, fault drills)."""
     device = cfg.get("device") or {}
     name = device.get("name")
@@ -95,6 +95,16 @@ def check_cores(cfg: DictConfig) -> None:
         )
 
 
+def worker_env(cfg: DictConfig, worker_id: int) -> dict[str, str] | None:
+    """``device=cuda``: worker i sees only the i-th visible GPU (``torch.device("cuda")`` is GPU 0
+    in every process otherwise, so all workers would time on one GPU); else the launcher's env."""
+    if (cfg.get("device") or {}).get("name") != "cuda":
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible.split(",") if visible else [str(i) for i in range(int(cfg.n))]
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": gpus[worker_id % len(gpus)].strip()}
+
+
 def launch(cfg: DictConfig, overrides: list[str]) -> int:
     """Prepare, run ``cfg.n`` workers, then write the table. Returns the number of failed workers."""
     if isinstance(cfg.n, bool) or not isinstance(cfg.n, int) or cfg.n < 0:
@@ -103,7 +113,7 @@ def launch(cfg: DictConfig, overrides: list[str]) -> int:
     check_cores(cfg)
     study = prepare(cfg)
     overrides = [*overrides, *training_threads(cfg, overrides, int(cfg.n))]
-    processes = [subprocess.Popen(worker_command(overrides, i)) for i in range(int(cfg.n))]
+    processes = [subprocess.Popen(worker_command(overrides, i), env=worker_env(cfg, i)) for i in range(int(cfg.n))]
     failed = sum(p.wait() != 0 for p in processes)
     table = write_tables(study, Path(cfg.output_dir))
     if not cfg.quiet:

@@ -12,6 +12,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from fastvitsearch import results
 from fastvitsearch.accuracy.results_file import ResultsFileAccuracy
@@ -270,6 +271,12 @@ def test_workers_refuse_more_timing_workers_than_cores(tmp_path, monkeypatch):
     with pytest.raises(SpecError, match=r"^n: 2 workers x device.threads=2 need 4 cores"):
         check_cores(_cfg(tmp_path, "+experiment=smoke", "n=2", "device.threads=2", name="workers"))
     check_cores(_cfg(tmp_path, "+experiment=smoke", "n=2", name="workers"))
+    from fastvitsearch.workers import worker_env
+
+    assert worker_env(_cfg(tmp_path, "+experiment=smoke", "n=2", name="workers"), 1) is None  # a CPU: as launched
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    cuda = OmegaConf.create({"n": 2, "device": {"name": "cuda"}})
+    assert [worker_env(cuda, i)["CUDA_VISIBLE_DEVICES"] for i in (0, 1)] == ["2", "5"]  # one GPU each
     check_cores(_cfg(tmp_path, "+experiment=smoke", "n=3", "workers.shared_cores=true", name="workers"))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         check_cores(compose(config_name="workers", overrides=["+experiment=res_vs_llm", "n=3", "device=paper_m1max"]))
