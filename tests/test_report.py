@@ -431,3 +431,6 @@ def test_the_device_section_says_when_timings_were_taken_and_how_many_were_reuse
     assert "2026-12-05T09:00:00Z" in page and "reused from the measurement cache" in page
     older = table.drop(columns=[c for c in table if c.endswith(("_measured_at", "_cached"))])  # before the columns
     assert list(data.devices(older)["trials"]) == [len(done)] and "timed_from" not in data.devices(older)
+    untimed = table.drop(columns=[c for c in table if c.endswith("_measured_at")])  # cache entries from before
+    page = build_report(_fixture_folder(tmp_path / "u", untimed), tmp_path / "u_report").html.read_text()
+    assert "reused from the measurement cache (taken in an earlier run)" in page

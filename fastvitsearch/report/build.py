@@ -259,9 +259,10 @@ def _cache_note(hardware: pd.DataFrame) -> str:
     reused = [str(n) for n in hardware.get("timings_cached", []) if isinstance(n, str) and not n.startswith("0 ")]
     if not reused:
         return ""
+    when = ", between the times shown" if "timed_from" in hardware else ""  # older cache entries have no time
     return (
-        '<p class="note">Some timings were reused from the measurement cache (taken in an earlier run, '
-        "between the times shown). Ratios are safest within one run: on a machine whose speed drifts, "
+        f'<p class="note">Some timings were reused from the measurement cache (taken in an earlier run{when}). '
+        "Ratios are safest within one run: on a machine whose speed drifts, "
         "<code>device.force=true</code> times every point again.</p>"
     )
 
