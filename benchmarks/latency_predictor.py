@@ -40,7 +40,7 @@ from fastvitsearch.presets import resolve_encoder  # noqa: E402
 from fastvitsearch.profile.devices import TimingConfig  # noqa: E402
 from fastvitsearch.profile.latency_predictor import calibrate  # noqa: E402
 from fastvitsearch.profile.measure import measure_encoder  # noqa: E402
-from fastvitsearch.profile.runtimes import RuntimeMismatch  # noqa: E402
+from fastvitsearch.profile.runtimes import RuntimeMismatch, check_runtime  # noqa: E402
 from fastvitsearch.profile.timing import TimingProtocol, cpu_model, cpu_slug, versions  # noqa: E402
 from fastvitsearch.space import CONF_DIR, hybrid_from_knobs  # noqa: E402
 from fastvitsearch.torch_threads import fixed_threads  # noqa: E402
@@ -104,6 +104,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="calibrate + measure everything, this many times")
     parser.add_argument("--out", type=Path, help=f"default: {OUT}/<cpu>_<runtime>[_<precision>]")
     args = parser.parse_args()
+    # refused before any folder or host reading: e.g. bf16 on a CPU with neither avx512_bf16 nor AMX
+    try:
+        check_runtime(args.runtime, args.precision)
+    except ValueError as err:
+        parser.error(str(err))
     if args.out is None:  # one folder per machine and runtime: this CI machine has changed CPU
         precision = "" if args.precision == "fp32" else f"_{args.precision}"
         args.out = OUT / f"{cpu_slug()}_{args.runtime}{precision}"
