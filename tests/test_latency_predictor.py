@@ -466,3 +466,21 @@ def test_a_unit_graph_with_control_flow_is_refused():
     )
     with pytest.raises(ValueError, match="control flow"):
         compose_chain([("unit0", helper.make_model(graph))])
+
+
+def test_validation_benchmark_refuses_a_precision_before_reading_the_host(tmp_path, monkeypatch, capsys) -> None:
+    """``benchmarks/latency_predictor.py`` with a precision the runtime or the CPU cannot run stops at
+    once naming the key, before it makes its folder or spends a matrix-rate reading on the host."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "latency_predictor.py"
+    out = tmp_path / "never"
+    monkeypatch.setattr(sys, "argv", [str(script), "--precision", "fp64", "--out", str(out)])
+    monkeypatch.setattr(sys, "path", [str(script.parent), *sys.path])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(script), run_name="__main__")
+    assert stopped.value.code == 2
+    assert "device.precision" in capsys.readouterr().err
+    assert not out.exists()
