@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -13,10 +12,6 @@ def private_measurement_cache(tmp_path_factory: pytest.TempPathFactory) -> Itera
     """Point ``$FASTVITSEARCH_CACHE`` at a folder of this session, so that no test writes to the
     user's cache (``~/.cache/fastvitsearch``): a tiny test proxy or a timing taken under test settings
     must never be read back by a real sweep. Sweeps the tests start as subprocesses inherit it."""
-    previous = os.environ.get("FASTVITSEARCH_CACHE")
-    os.environ["FASTVITSEARCH_CACHE"] = str(tmp_path_factory.mktemp("fastvitsearch-cache"))
-    yield
-    if previous is None:
-        os.environ.pop("FASTVITSEARCH_CACHE", None)
-    else:
-        os.environ["FASTVITSEARCH_CACHE"] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FASTVITSEARCH_CACHE", str(tmp_path_factory.mktemp("fastvitsearch-cache")))
+        yield
