@@ -109,7 +109,7 @@ def test_read_out_slots_follow_tokens_per_cell():
 
 def test_proxy_learns_above_chance_and_is_deterministic():
     result = train_and_evaluate(get_spec("tiny_fastvit"), 128, EASY, seed=0)
-    assert result["layout"] == "channels_last"  # a conv kind on a CPU
+    assert result["layout"] == "channels_last" and result["device"] == "cpu"  # a conv kind on a CPU
     assert result["chance"] == 10.0 and result["cells"] == EASY.eval_windows * EASY.cells_per_window
     assert result["ci95"][0] > 10.0, result  # the whole 95 % interval is above chance
     short = dataclasses.replace(EASY, steps=2, eval_windows=4)
@@ -154,6 +154,18 @@ def test_channels_last_training_computes_what_nchw_does_without_the_onednn_crash
 def test_bad_proxy_settings_name_their_key(settings, key):
     with pytest.raises(SpecError, match=rf"^{key}:"):
         proxy_config(settings)
+
+
+def test_auto_device_trains_on_the_gpu_only_where_torch_sees_one(tmp_path, monkeypatch):
+    for name in ("arch_search", "arch_search_smoke"):  # the shipped default: auto
+        assert _cfg(tmp_path, f"+experiment={name}").accuracy.proxy_calibrated.proxy.device == "auto"
+    chosen = _cfg(tmp_path, "+experiment=arch_search", "accuracy.proxy_calibrated.proxy.device=cpu")  # as the README
+    assert chosen.accuracy.proxy_calibrated.proxy.device == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ProxyConfig(device="auto").device == "cpu"
+    assert proxy_config({"device": "auto"}).device == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ProxyConfig(device="auto").device == "cuda"  # resolved once: the run records the real device
 
 
 def test_a_window_smaller_than_a_cell_is_refused_naming_the_key():

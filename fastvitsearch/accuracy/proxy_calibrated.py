@@ -177,6 +177,6 @@ class ProxyCalibratedAccuracy:
                 "fit": f"{fitted.intercept:.2f} + {fitted.slope:.3f} x proxy",
                 "error_points": round(error, 2),
                 "llm_recipe_shift": shift_note,
-                **{k: proxy.detail[k] for k in ("per_seed", "train_seconds") if k in proxy.detail},
+                **{k: proxy.detail[k] for k in ("per_seed", "train_seconds", "trained_on") if k in proxy.detail},
             },
         )
