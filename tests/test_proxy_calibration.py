@@ -214,6 +214,7 @@ def test_calibrated_accuracy_is_on_the_papers_axis_with_its_error(tmp_path):
     fitted = source.monotone_map("TextVQA")
     assert value.value == pytest.approx(fitted(value.detail["proxy_accuracy"]), abs=0.01)
     assert value.detail["error_points"] >= fitted.loo_rmse
+    assert value.detail["trained_on"] == ["cpu"]  # where each seed trained
     # another LLM moves the value by the log-linear model's LLM-size term and widens the error
     small = source.lookup(get_spec("tiny_fastvit"), 128, LLM_PRESETS["qwen2_0_5b"], "TextVQA")
     assert small.value < value.value and small.detail["error_points"] > value.detail["error_points"]
