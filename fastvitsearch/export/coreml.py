@@ -92,8 +92,9 @@ def export_coreml(
     options = options or ExportOptions()
     tokens = spec.tokens(resolution)  # validates the resolution against the stride
     torch.manual_seed(0)
-    # the module the sweep times (profile/measure.py): random weights tiled from one block, which
-    # builds ViT-L/14 in a fraction of timm's init (Core ML timing does not depend on the values)
+    # the module the sweep times (profile/measure.py): random weights tiled from one block at the
+    # models' own init scales, which builds ViT-L/14 in a fraction of timm's init (why timing may use
+    # them, with its measurement: fastvitsearch/random_weights.py)
     encoder = build_encoder(spec, resolution, dynamic_size=False, weights="tiled").reparameterize().eval()
     out_dir = Path(out_dir)
     try:  # before the minute-long conversion, not after it
